@@ -1,0 +1,1 @@
+"""Plain SQL schema migrations, applied in order by `historian.migrate`."""
