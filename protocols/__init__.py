@@ -1,0 +1,1 @@
+"""parkgrid protocols."""
