@@ -19,6 +19,8 @@ from psycopg2 import sql
 
 from historian.migrate import migrate
 
+pytest_plugins = ["pytester"]
+
 T = TypeVar("T")
 
 # A loaded 2-core CI machine makes per-example deadlines flaky; the benches measure speed.
