@@ -1,4 +1,4 @@
-"""The `parkgrid` command line: gen-site, check-config, run and bench."""
+"""The `parkgrid` command line: gen-site, check-config, run, sim and bench."""
 
 from __future__ import annotations
 
@@ -64,6 +64,41 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim(args: argparse.Namespace) -> int:
+    from config.values import parse_endpoint
+    from sim.runner import Simulator
+
+    try:
+        site = load_site(args.site)
+    except SiteInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        dialin = parse_endpoint(args.dialin) if args.dialin else None
+        simulator = Simulator(site, seed=args.seed, speed=args.speed, dialin=dialin)
+    except ValueError as exc:
+        print(f"parkgrid sim: {exc}", file=sys.stderr)
+        return 1
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await simulator.start()
+        try:
+            await stop.wait()
+        finally:
+            await simulator.stop()
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(f"parkgrid sim: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from bench import run_benchmarks
 
@@ -88,6 +123,13 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the server for a site")
     run.add_argument("--site", type=Path, default=DEFAULT_SITE)
     run.set_defaults(func=_run)
+
+    sim = sub.add_parser("sim", help="simulate the site's meters over the real protocols")
+    sim.add_argument("--site", type=Path, default=DEFAULT_SITE)
+    sim.add_argument("--seed", type=int, default=1, help="physics seed (deterministic)")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    sim.add_argument("--dialin", help="HOST:PORT of the server's dial-in listener")
+    sim.set_defaults(func=_sim)
 
     bench = sub.add_parser("bench", help="run benchmarks; writes var/bench/NAME.json")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
