@@ -4,27 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-METER_COLUMNS = (
-    "id",
-    "model",
-    "dlt645_address",
-    "gateway",
-    "slave",
-    "serial",
-    "area",
-    "building",
-    "room",
-    "owner",
-    "billing",
-    "ct",
-    "pt",
-    "merchant",
-    "tariff",
-    "power_limit_kw",
-    "alarm1_yuan",
-    "alarm2_yuan",
-    "credit_limit_yuan",
-)
+from config.meters_csv import COLUMNS
+
+METER_COLUMNS = COLUMNS
 
 THREE_PHASE_MODEL = "DTSY1352"
 SINGLE_PHASE_MODEL = "DDSY1352"

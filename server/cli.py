@@ -7,9 +7,10 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from config import SiteInvalid, load_site
+from config import Site, SiteInvalid, load_site
 
 DEFAULT_SITE = Path("var/demo-site")
 
@@ -26,12 +27,28 @@ def _gen_site(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_config(args: argparse.Namespace) -> int:
+def _load(folder: Path) -> Site | None:
+    """The site in `folder`, or None after printing every error."""
     try:
-        site = load_site(args.site)
+        return load_site(folder)
     except SiteInvalid as exc:
-        print(f"{args.site}: {len(exc.errors)} error(s)", file=sys.stderr)
+        print(f"{folder}: {len(exc.errors)} error(s)", file=sys.stderr)
         print(exc, file=sys.stderr)
+        return None
+
+
+async def _until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `serve(stop)` with `stop` set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(stop)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    site = _load(args.site)
+    if site is None:
         return 1
     print(
         f"{args.site}: ok — {len(site.meters)} meters, {len(site.gateways)} gateways, "
@@ -43,21 +60,11 @@ def _check_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from server.process import ParkServer, StartupError
 
-    try:
-        site = load_site(args.site)
-    except SiteInvalid as exc:
-        print(exc, file=sys.stderr)
+    site = _load(args.site)
+    if site is None:
         return 1
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await ParkServer(site).serve(stop)
-
     try:
-        asyncio.run(main())
+        asyncio.run(_until_signalled(ParkServer(site).serve))
     except StartupError as exc:
         print(f"parkgrid: {exc}", file=sys.stderr)
         return 1
@@ -68,10 +75,8 @@ def _sim(args: argparse.Namespace) -> int:
     from config.values import parse_endpoint
     from sim.runner import Simulator
 
-    try:
-        site = load_site(args.site)
-    except SiteInvalid as exc:
-        print(exc, file=sys.stderr)
+    site = _load(args.site)
+    if site is None:
         return 1
     try:
         dialin = parse_endpoint(args.dialin) if args.dialin else None
@@ -80,11 +85,7 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"parkgrid sim: {exc}", file=sys.stderr)
         return 1
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def serve(stop: asyncio.Event) -> None:
         await simulator.start()
         try:
             await stop.wait()
@@ -92,7 +93,7 @@ def _sim(args: argparse.Namespace) -> int:
             await simulator.stop()
 
     try:
-        asyncio.run(main())
+        asyncio.run(_until_signalled(serve))
     except OSError as exc:
         print(f"parkgrid sim: {exc}", file=sys.stderr)
         return 1

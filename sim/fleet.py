@@ -104,41 +104,6 @@ class Fleet:
         self._cache_faults = -1
 
     @classmethod
-    def from_arrays(
-        cls,
-        ids: Sequence[str],
-        three_phase: npt.ArrayLike,
-        kind: npt.ArrayLike,
-        ct: npt.ArrayLike,
-        pt: npt.ArrayLike,
-        power_limit_kw: npt.ArrayLike,
-        day_tables: DayTables,
-        seed: int,
-        nominal_voltage: float,
-        tz: str | ZoneInfo,
-        *,
-        gateway_ids: Sequence[str] = (),
-        clock: Clock | None = None,
-        start: float | None = None,
-    ) -> Fleet:
-        """A fleet from plain columns, one entry per meter."""
-        return cls(
-            ids,
-            three_phase,
-            kind,
-            ct,
-            pt,
-            power_limit_kw,
-            day_tables,
-            seed,
-            nominal_voltage,
-            tz,
-            gateway_ids=gateway_ids,
-            clock=clock,
-            start=start,
-        )
-
-    @classmethod
     def from_site(
         cls, site: Site, seed: int, *, clock: Clock | None = None, start: float | None = None
     ) -> Fleet:

@@ -24,7 +24,7 @@ UN = 220.0
 
 
 def make_fleet(clock: ManualClock, n: int = 4) -> Fleet:
-    fleet = Fleet.from_arrays(
+    fleet = Fleet(
         [f"M{i}" for i in range(n)],
         [i % 2 == 0 for i in range(n)],
         ["enterprise"] * n,

@@ -77,7 +77,7 @@ def make_fleet(
     start: float | None = None,
     clock: ManualClock | None = None,
 ) -> Fleet:
-    return Fleet.from_arrays(
+    return Fleet(
         [f"M{i:03d}" for i in range(n)],
         three_phase if three_phase is not None else [i % 2 == 1 for i in range(n)],
         [kind] * n,
@@ -165,7 +165,7 @@ def test_one_long_step_splits_at_half_hour_periods_and_weekends() -> None:
 def test_buckets_follow_local_time_across_a_daylight_saving_change() -> None:
     berlin = ZoneInfo("Europe/Berlin")
     start = datetime(2024, 3, 30, 20, 0, tzinfo=berlin).timestamp()
-    fleet = Fleet.from_arrays(
+    fleet = Fleet(
         ["X"],
         [False],
         ["common"],
@@ -536,7 +536,7 @@ def test_load_profiles_by_area_kind(
 
 def test_rated_power_follows_the_wiring() -> None:
     n = 400
-    fleet = Fleet.from_arrays(
+    fleet = Fleet(
         [f"M{i}" for i in range(n)],
         [i % 2 == 0 for i in range(n)],
         ["enterprise"] * n,
@@ -569,7 +569,7 @@ def test_bad_construction_is_named() -> None:
             "nominal_voltage": 220.0,
             "tz": "UTC",
         }
-        return Fleet.from_arrays(**{**args, **changes})
+        return Fleet(**{**args, **changes})
 
     assert len(build()) == 2
     with pytest.raises(ValueError, match="tz"):
