@@ -2,11 +2,11 @@
 
 The first bytes of a connection decide what it is: an Acrel 4G registration frame (7B 7B 84)
 makes a 4G meter session, anything else goes to `DtuSession` to be matched against the
-configured gateways' registration packets. A DTU configured without a heartbeat is taken to
-repeat its registration packet as its heartbeat, as many DTUs do. An unknown id is refused
-and logged once per id; a second connection with a known id replaces the first; a peer that
-says nothing within the registration timeout is closed. No peer's bytes or failure escape
-into the server: each is logged once and costs only that peer its connection.
+configured gateways' registration packets; a gateway configured without a heartbeat has
+none recognised. An unknown id is refused and logged once per id; a second connection with
+a known id replaces the first; a peer that says nothing within the registration timeout is
+closed. No peer's bytes or failure escape into the server: each is logged once and costs
+only that peer its connection.
 """
 
 from __future__ import annotations
@@ -71,8 +71,7 @@ class DialinListener:
                 continue
             if gateway.registration is None:
                 raise ValueError(f"DTU gateway {gateway.id} has no registration packet")
-            heartbeat = gateway.heartbeat or gateway.registration
-            identities.append(DtuIdentity(gateway.id, gateway.registration, heartbeat))
+            identities.append(DtuIdentity(gateway.id, gateway.registration, gateway.heartbeat))
             self._protocols[gateway.id] = gateway.protocol
         self._identities = tuple(identities)
         DtuSession(self._identities)  # refuses ambiguous registration packets now, not per peer

@@ -1,10 +1,11 @@
 """A dial-in DTU link's session: the registration packet, heartbeats, and the data between them.
 
-A DTU sends its registration packet on connect and a heartbeat payload while idle; everything
-else is the serial traffic (Modbus-RTU or DL/T 645 replies) for the RTU decoder. The session
-cannot see frame boundaries inside that traffic, so it takes a heartbeat only where a read
-starts or ends with one (a heartbeat comes while the line is idle, so it arrives between
-replies, never inside one), and holds back a read that is the first part of a heartbeat.
+A DTU sends its registration packet on connect and, if it has one, a heartbeat payload while
+idle; everything else is the serial traffic (Modbus-RTU or DL/T 645 replies) for the RTU
+decoder. The session cannot see frame boundaries inside that traffic, so it takes a heartbeat
+only where a read starts or ends with one (a heartbeat comes while the line is idle, so it
+arrives between replies, never inside one), and holds back a read that is the first part of
+a heartbeat.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ MAX_REGISTRATION_LENGTH = 256
 
 @dataclass(frozen=True, slots=True)
 class DtuIdentity:
-    """A known device: its id, its registration packet and its heartbeat payload."""
+    """A known device: its id, its registration packet and its heartbeat payload (None: none)."""
 
     id: str
     registration: bytes
-    heartbeat: bytes
+    heartbeat: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +84,10 @@ class DtuSession:
     def __init__(self, devices: Iterable[DtuIdentity]) -> None:
         self._by_registration: dict[bytes, DtuIdentity] = {}
         for device in devices:
-            if not device.registration or not device.heartbeat:
-                raise EncodeError(f"DTU {device.id!r} needs a registration and a heartbeat")
+            if not device.registration:
+                raise EncodeError(f"DTU {device.id!r} needs a registration packet")
+            if device.heartbeat == b"":
+                raise EncodeError(f"DTU {device.id!r} has an empty heartbeat; give None for none")
             if len(device.registration) > MAX_REGISTRATION_LENGTH:
                 raise EncodeError(f"DTU {device.id!r} registration packet is too long")
             other = self._by_registration.setdefault(device.registration, device)
@@ -136,6 +139,10 @@ class DtuSession:
         """Heartbeats at the start and end of a read become events; the middle is data."""
         assert self.device is not None
         beat = self.device.heartbeat
+        if beat is None:
+            if chunk:
+                events.append(Data(chunk))
+            return events
         while chunk.startswith(beat):
             events.append(Heartbeat())
             chunk = chunk[len(beat) :]

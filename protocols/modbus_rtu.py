@@ -1,5 +1,7 @@
 """Modbus RTU frames for functions 03, 06 and 16: encoders, and decoders for both ends of a link.
 
+The PDU layer (each message's `pdu()`, `parse_request_pdu`, `parse_reply_pdu` and
+`reply_mismatch`) is shared with the Modbus TCP (MBAP) framing in `modbus_tcp`.
 pymodbus's FramerRTU needs a PDU decoder object, builds a PDU instance per frame, throws away
 its whole buffer on a CRC failure and cannot check a reply against the request in flight, so
 dial-in links use this expect-driven, allocation-light decoder instead.
@@ -8,6 +10,7 @@ dial-in links use this expect-driven, allocation-light decoder instead.
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
@@ -34,7 +37,7 @@ EXCEPTION_NAMES = {
     0x0B: "gateway target device failed to respond",
 }
 
-_HEADER = struct.Struct(">BBHH")
+_PDU_HEAD = struct.Struct(">BHH")  # function, address, count or value
 _REGISTERS = tuple(struct.Struct(f">{n}H") for n in range(MAX_READ_COUNT + 1))
 
 
@@ -43,12 +46,26 @@ def _check_range(what: str, value: int, low: int, high: int) -> None:
         raise EncodeError(f"{what} {value} is outside {low}..{high}")
 
 
-def _with_crc(body: bytes) -> bytes:
-    return body + crc16_modbus(body).to_bytes(2, "little")
+class _RtuFramed(ABC):
+    """A message that RTU frames as its slave address, its PDU and a CRC."""
+
+    __slots__ = ()
+    slave: int
+    lowest_slave: ClassVar[int] = 1  # 0 is the broadcast address, for writes only
+
+    @abstractmethod
+    def pdu(self) -> bytes:
+        """The PDU (function code first): no slave address, no CRC; MBAP frames this too."""
+
+    def encode(self) -> bytes:
+        """The RTU frame, CRC included."""
+        _check_range("slave address", self.slave, self.lowest_slave, 247)
+        body = bytes((self.slave,)) + self.pdu()
+        return body + crc16_modbus(body).to_bytes(2, "little")
 
 
 @dataclass(frozen=True, slots=True)
-class ReadHoldingRegisters:
+class ReadHoldingRegisters(_RtuFramed):
     """Function 03: read `count` holding registers from `address`."""
 
     slave: int
@@ -56,77 +73,74 @@ class ReadHoldingRegisters:
     count: int
     function: ClassVar[int] = READ_HOLDING_REGISTERS
 
-    def encode(self) -> bytes:
-        """The request frame, CRC included."""
-        _check_range("slave address", self.slave, 1, 247)
+    def pdu(self) -> bytes:
+        """The PDU, function code first."""
         _check_range("register count", self.count, 1, MAX_READ_COUNT)
         _check_range("start address", self.address, 0, 0x10000 - self.count)
-        return _with_crc(_HEADER.pack(self.slave, READ_HOLDING_REGISTERS, self.address, self.count))
+        return _PDU_HEAD.pack(READ_HOLDING_REGISTERS, self.address, self.count)
 
 
 @dataclass(frozen=True, slots=True)
-class WriteSingleRegister:
+class WriteSingleRegister(_RtuFramed):
     """Function 06: write `value` into the register at `address`."""
 
     slave: int
     address: int
     value: int
     function: ClassVar[int] = WRITE_SINGLE_REGISTER
+    lowest_slave: ClassVar[int] = 0
 
-    def encode(self) -> bytes:
-        """The request frame, CRC included."""
-        _check_range("slave address", self.slave, 0, 247)
+    def pdu(self) -> bytes:
+        """The PDU, function code first."""
         _check_range("register address", self.address, 0, 0xFFFF)
         _check_range("register value", self.value, 0, 0xFFFF)
-        return _with_crc(_HEADER.pack(self.slave, WRITE_SINGLE_REGISTER, self.address, self.value))
+        return _PDU_HEAD.pack(WRITE_SINGLE_REGISTER, self.address, self.value)
 
 
 @dataclass(frozen=True, slots=True)
-class WriteMultipleRegisters:
+class WriteMultipleRegisters(_RtuFramed):
     """Function 16: write `values` into consecutive registers from `address`."""
 
     slave: int
     address: int
     values: tuple[int, ...]
     function: ClassVar[int] = WRITE_MULTIPLE_REGISTERS
+    lowest_slave: ClassVar[int] = 0
 
-    def encode(self) -> bytes:
-        """The request frame, CRC included."""
+    def pdu(self) -> bytes:
+        """The PDU, function code first."""
         count = len(self.values)
-        _check_range("slave address", self.slave, 0, 247)
         _check_range("register count", count, 1, MAX_WRITE_COUNT)
         _check_range("start address", self.address, 0, 0x10000 - count)
         for value in self.values:
             _check_range("register value", value, 0, 0xFFFF)
-        head = _HEADER.pack(self.slave, WRITE_MULTIPLE_REGISTERS, self.address, count)
-        return _with_crc(head + bytes((2 * count,)) + _REGISTERS[count].pack(*self.values))
+        head = _PDU_HEAD.pack(WRITE_MULTIPLE_REGISTERS, self.address, count)
+        return head + bytes((2 * count,)) + _REGISTERS[count].pack(*self.values)
 
 
 Request: TypeAlias = ReadHoldingRegisters | WriteSingleRegister | WriteMultipleRegisters
 
 
 @dataclass(frozen=True, slots=True)
-class RegistersReply:
+class RegistersReply(_RtuFramed):
     """The registers a read (function 03) returned."""
 
     slave: int
     function: int
     registers: tuple[int, ...]
 
-    def encode(self) -> bytes:
-        """The reply frame, CRC included."""
+    def pdu(self) -> bytes:
+        """The PDU, function code first."""
         count = len(self.registers)
-        _check_range("slave address", self.slave, 1, 247)
         _check_range("function code", self.function, 1, 0x7F)
         _check_range("register count", count, 1, MAX_READ_COUNT)
         for value in self.registers:
             _check_range("register value", value, 0, 0xFFFF)
-        head = bytes((self.slave, self.function, 2 * count))
-        return _with_crc(head + _REGISTERS[count].pack(*self.registers))
+        return bytes((self.function, 2 * count)) + _REGISTERS[count].pack(*self.registers)
 
 
 @dataclass(frozen=True, slots=True)
-class WriteReply:
+class WriteReply(_RtuFramed):
     """A write's echo: the address and the value (06) or the register count (16)."""
 
     slave: int
@@ -134,17 +148,16 @@ class WriteReply:
     address: int
     value: int
 
-    def encode(self) -> bytes:
-        """The reply frame, CRC included."""
-        _check_range("slave address", self.slave, 1, 247)
+    def pdu(self) -> bytes:
+        """The PDU, function code first."""
         _check_range("function code", self.function, 1, 0x7F)
         _check_range("register address", self.address, 0, 0xFFFF)
         _check_range("echoed value", self.value, 0, 0xFFFF)
-        return _with_crc(_HEADER.pack(self.slave, self.function, self.address, self.value))
+        return _PDU_HEAD.pack(self.function, self.address, self.value)
 
 
 @dataclass(frozen=True, slots=True)
-class ExceptionReply:
+class ExceptionReply(_RtuFramed):
     """A refusal: `function` is the request's function code (without 0x80)."""
 
     slave: int
@@ -156,15 +169,86 @@ class ExceptionReply:
         """The exception code's name from the Modbus specification."""
         return EXCEPTION_NAMES.get(self.code, f"exception 0x{self.code:02X}")
 
-    def encode(self) -> bytes:
-        """The reply frame, CRC included."""
-        _check_range("slave address", self.slave, 1, 247)
+    def pdu(self) -> bytes:
+        """The PDU, function code first."""
         _check_range("function code", self.function, 1, 0x7F)
         _check_range("exception code", self.code, 0, 0xFF)
-        return _with_crc(bytes((self.slave, self.function | EXCEPTION_FLAG, self.code)))
+        return bytes((self.function | EXCEPTION_FLAG, self.code))
 
 
 Reply: TypeAlias = RegistersReply | WriteReply | ExceptionReply
+
+
+def parse_reply_pdu(unit: int, buf: BytesLike, start: int, stop: int) -> Reply:
+    """The reply from `unit` that the PDU at `buf[start:stop]` (function code first) carries."""
+    size = stop - start
+    if size < 1:
+        raise FrameError("empty PDU")
+    function = buf[start]
+    if function & EXCEPTION_FLAG:
+        if size != 2:
+            raise FrameError(f"exception reply PDU of {size} bytes, expected 2")
+        return ExceptionReply(unit, function & 0x7F, buf[start + 1])
+    if function == READ_HOLDING_REGISTERS:
+        byte_count = buf[start + 1] if size > 1 else -1
+        if byte_count != size - 2 or byte_count & 1 or not 0 < byte_count <= 2 * MAX_READ_COUNT:
+            raise FrameError(f"register reply of {size - 1} bytes declares {byte_count} data bytes")
+        registers = _REGISTERS[byte_count >> 1].unpack_from(buf, start + 2)
+        return RegistersReply(unit, function, registers)
+    if function in (WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS):
+        if size != 5:
+            raise FrameError(f"write reply PDU of {size} bytes, expected 5")
+        _, address, value = _PDU_HEAD.unpack_from(buf, start)
+        return WriteReply(unit, function, address, value)
+    raise FrameError(f"unsupported Modbus function 0x{function:02X} in reply")
+
+
+def parse_request_pdu(unit: int, buf: BytesLike, start: int, stop: int) -> Request:
+    """The request to `unit` in the PDU at `buf[start:stop]`; value ranges are the server's."""
+    size = stop - start
+    if size < 1:
+        raise FrameError("empty PDU")
+    function = buf[start]
+    if function in (READ_HOLDING_REGISTERS, WRITE_SINGLE_REGISTER):
+        if size != 5:
+            raise FrameError(f"function 0x{function:02X} request PDU of {size} bytes, expected 5")
+        _, address, value = _PDU_HEAD.unpack_from(buf, start)
+        if function == READ_HOLDING_REGISTERS:
+            return ReadHoldingRegisters(unit, address, value)
+        return WriteSingleRegister(unit, address, value)
+    if function == WRITE_MULTIPLE_REGISTERS:
+        if size < 6:
+            raise FrameError(f"write request PDU of {size} bytes, at least 6 needed")
+        _, address, count = _PDU_HEAD.unpack_from(buf, start)
+        byte_count = buf[start + 5]
+        if byte_count != 2 * count or size != 6 + byte_count or count > MAX_READ_COUNT:
+            raise FrameError(
+                f"write of {count} registers carries {byte_count} of {size - 6} data bytes"
+            )
+        return WriteMultipleRegisters(unit, address, _REGISTERS[count].unpack_from(buf, start + 6))
+    raise FrameError(f"unsupported Modbus function 0x{function:02X} in request")
+
+
+def reply_mismatch(expect: Request, reply: Reply) -> str | None:
+    """Why `reply` does not answer `expect`, or None (an exception of the right unit does)."""
+    if reply.slave != expect.slave:
+        return f"reply from unit {reply.slave}, expected unit {expect.slave}"
+    if reply.function != expect.function:
+        return f"reply to function 0x{reply.function:02X}, expected 0x{expect.function:02X}"
+    if isinstance(reply, ExceptionReply):
+        return None
+    if isinstance(expect, ReadHoldingRegisters):
+        if not isinstance(reply, RegistersReply):
+            return f"{type(reply).__name__} to a register read"
+        if len(reply.registers) != expect.count:
+            return f"reply carries {len(reply.registers)} registers, expected {expect.count}"
+        return None
+    if not isinstance(reply, WriteReply):
+        return f"{type(reply).__name__} to a write"
+    echo = expect.value if isinstance(expect, WriteSingleRegister) else len(expect.values)
+    if (reply.address, reply.value) != (expect.address, echo):
+        return f"write echo {reply.address}/{reply.value} does not match {expect.address}/{echo}"
+    return None
 
 
 def reply_length(buf: BytesLike, pos: int = 0) -> int | None:
@@ -195,37 +279,6 @@ def request_length(buf: BytesLike, pos: int = 0) -> int | None:
     raise FrameError(f"unsupported Modbus function 0x{function:02X} in request")
 
 
-def _parse_reply(buf: BytesLike, pos: int, length: int) -> Reply:
-    """Decode a reply whose length and CRC have been checked."""
-    slave = buf[pos]
-    function = buf[pos + 1]
-    if function & EXCEPTION_FLAG:
-        return ExceptionReply(slave, function & 0x7F, buf[pos + 2])
-    if function == READ_HOLDING_REGISTERS:
-        byte_count = buf[pos + 2]
-        if byte_count == 0 or byte_count & 1 or byte_count > 2 * MAX_READ_COUNT:
-            raise FrameError(
-                f"register reply byte count {byte_count} is not even and within 2..250"
-            )
-        registers = _REGISTERS[byte_count >> 1].unpack_from(buf, pos + 3)
-        return RegistersReply(slave, function, registers)
-    _, _, address, value = _HEADER.unpack_from(buf, pos)
-    return WriteReply(slave, function, address, value)
-
-
-def _parse_request(buf: BytesLike, pos: int, length: int) -> Request:
-    """Decode a request whose length and CRC have been checked."""
-    slave, function, address, value = _HEADER.unpack_from(buf, pos)
-    if function == READ_HOLDING_REGISTERS:
-        return ReadHoldingRegisters(slave, address, value)
-    if function == WRITE_SINGLE_REGISTER:
-        return WriteSingleRegister(slave, address, value)
-    byte_count = buf[pos + 6]
-    if byte_count != 2 * value or value == 0 or value > MAX_READ_COUNT:
-        raise FrameError(f"write of {value} registers carries {byte_count} data bytes")
-    return WriteMultipleRegisters(slave, address, _REGISTERS[value].unpack_from(buf, pos + 7))
-
-
 def _check_whole(frame: BytesLike, length: int | None, what: str) -> int:
     if length is None or length != len(frame):
         raise FrameError(f"{what} frame of {len(frame)} bytes is not one whole frame")
@@ -236,28 +289,14 @@ def _check_whole(frame: BytesLike, length: int | None, what: str) -> int:
 
 def decode_reply(frame: BytesLike) -> Reply:
     """Decode exactly one reply frame (CRC included)."""
-    return _parse_reply(frame, 0, _check_whole(frame, reply_length(frame), "reply"))
+    length = _check_whole(frame, reply_length(frame), "reply")
+    return parse_reply_pdu(frame[0], frame, 1, length - 2)
 
 
 def decode_request(frame: BytesLike) -> Request:
     """Decode exactly one request frame (CRC included)."""
-    return _parse_request(frame, 0, _check_whole(frame, request_length(frame), "request"))
-
-
-def _echo_problem(expect: Request, reply: Reply) -> str | None:
-    """Why a CRC-valid reply from the right slave does not answer `expect`, or None."""
-    if isinstance(reply, ExceptionReply):
-        return None
-    if isinstance(expect, ReadHoldingRegisters):
-        assert isinstance(reply, RegistersReply)
-        if len(reply.registers) != expect.count:
-            return f"reply carries {len(reply.registers)} registers, expected {expect.count}"
-        return None
-    assert isinstance(reply, WriteReply)
-    echo = expect.value if isinstance(expect, WriteSingleRegister) else len(expect.values)
-    if (reply.address, reply.value) != (expect.address, echo):
-        return f"write echo {reply.address}/{reply.value} does not match {expect.address}/{echo}"
-    return None
+    length = _check_whole(frame, request_length(frame), "request")
+    return parse_request_pdu(frame[0], frame, 1, length - 2)
 
 
 class RtuReplyDecoder:
@@ -314,11 +353,11 @@ class RtuReplyDecoder:
                 problem = f"reply from slave {buf[pos]}, expected slave {self._slave}"
             else:
                 try:
-                    reply = _parse_reply(buf, pos, length)
+                    reply = parse_reply_pdu(buf[pos], buf, pos + 1, pos + length - 2)
                 except FrameError as exc:
                     problem = exc.reason
                 else:
-                    problem = _echo_problem(self.expect, reply)
+                    problem = reply_mismatch(self.expect, reply)
             if problem is None:
                 self.reply = reply
                 self.discarded += pos
@@ -376,7 +415,7 @@ class RtuRequestDecoder:
                 pos += 1
                 continue
             try:
-                request = _parse_request(buf, pos, length)
+                request = parse_request_pdu(buf[pos], buf, pos + 1, pos + length - 2)
             except FrameError as exc:
                 if pending < 0:
                     errors.append(exc.reason)

@@ -34,8 +34,8 @@ from protocols.modbus_rtu import (
     Reply,
     Request,
     WriteMultipleRegisters,
-    WriteReply,
     WriteSingleRegister,
+    reply_mismatch,
 )
 from protocols.modbus_tcp import MbapDecoder, Sender, encode_request
 
@@ -46,30 +46,11 @@ Expect = tuple[int, Request]
 
 def modbus_reply_error(link: str, request: Request, reply: Reply) -> LinkError | None:
     """The typed error for a reply that does not answer `request`, or None when it does."""
-    if reply.slave != request.slave:
-        return BadReply(link, f"reply from unit {reply.slave}, expected unit {request.slave}")
-    if reply.function != request.function:
-        return BadReply(
-            link, f"reply to function 0x{reply.function:02X}, expected 0x{request.function:02X}"
-        )
+    problem = reply_mismatch(request, reply)
+    if problem is not None:
+        return BadReply(link, problem)
     if isinstance(reply, ExceptionReply):
         return ModbusException(link, reply.function, reply.code, reply.name)
-    if isinstance(request, ReadHoldingRegisters):
-        if not isinstance(reply, RegistersReply):
-            return BadReply(link, f"{type(reply).__name__} to a register read")
-        if len(reply.registers) != request.count:
-            return BadReply(
-                link, f"reply carries {len(reply.registers)} registers, expected {request.count}"
-            )
-        return None
-    if not isinstance(reply, WriteReply):
-        return BadReply(link, f"{type(reply).__name__} to a write")
-    echo = request.value if isinstance(request, WriteSingleRegister) else len(request.values)
-    if (reply.address, reply.value) != (request.address, echo):
-        return BadReply(
-            link,
-            f"write echo {reply.address}/{reply.value} does not match {request.address}/{echo}",
-        )
     return None
 
 

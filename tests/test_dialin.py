@@ -266,6 +266,24 @@ def test_registration_split_across_reads(run):
     run(with_listener(body))
 
 
+def test_dtu_without_a_heartbeat_has_none_recognised(run):
+    async def body(listener: DialinListener, port: int, states: States) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        registration = bytes.fromhex("A1B2C3D4")  # GW002 is configured without a heartbeat
+        writer.write(registration)
+        await states.until(lambda: listener.online("GW002"))
+        session = listener.gateways["GW002"]
+        writer.write(registration + b"HB")  # a repeated registration is not taken as a beat
+        writer.close()
+        await writer.wait_closed()
+        # The close comes after those bytes on the same socket, so they have been handled.
+        await states.until(lambda: not listener.online("GW002"))
+        assert session.heartbeats == 0
+        assert session.dropped_bytes == len(registration) + 2
+
+    run(with_listener(body))
+
+
 def test_unknown_registration_is_refused_and_logged_once(run, caplog):
     async def body(listener: DialinListener, port: int, states: States) -> None:
         for _ in range(3):

@@ -101,6 +101,37 @@ def test_session_refuses_ambiguous_config() -> None:
         DtuSession([GW1, DtuIdentity("gw-0010", b"GW00010", b"HB")])
     with pytest.raises(EncodeError, match="needs a registration"):
         DtuSession([DtuIdentity("empty", b"", b"HB")])
+    with pytest.raises(EncodeError, match="empty heartbeat"):
+        DtuSession([DtuIdentity("silent", b"REG", b"")])
+
+
+QUIET = DtuIdentity("gw-quiet", b"QUIET")
+
+
+def test_without_a_heartbeat_everything_after_registration_is_data() -> None:
+    s = DtuSession([GW1, QUIET])
+    assert QUIET.heartbeat is None
+    # Neither another DTU's heartbeat nor a repeat of the registration counts as a heartbeat.
+    events = collect(s, [b"QUI", b"ETHB", REPLY + b"HB", b"QUIET"])
+    assert events == [Registered("gw-quiet"), Data(b"HB"), Data(REPLY + b"HB"), Data(b"QUIET")]
+
+
+def test_a_dtu_with_a_heartbeat_still_beats_beside_one_without() -> None:
+    s = DtuSession([QUIET, GW1])
+    assert collect(s, [b"GW0001HB", REPLY]) == [Registered("gw-0001"), Heartbeat(), Data(REPLY)]
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200), st.lists(st.integers(0, 200), max_size=6))
+def test_fuzz_without_a_heartbeat_the_data_is_the_stream(stream: bytes, cuts: list[int]) -> None:
+    s = DtuSession([QUIET])
+    wire = QUIET.registration + stream
+    points = sorted({min(c, len(wire)) for c in cuts})
+    parts = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    events = collect(s, parts)
+    assert events[0] == Registered("gw-quiet")
+    assert all(isinstance(e, Data) and e.payload for e in events[1:])
+    assert b"".join(e.payload for e in events[1:]) == stream
 
 
 @settings(max_examples=300)
@@ -127,6 +158,7 @@ def test_fuzz_split_registration_and_heartbeats_between_replies(
     packet = device.registration
     cut = data.draw(st.integers(1, len(packet)))
     chunks += [packet[:cut], packet[cut:]]
+    assert device.heartbeat is not None
     for step in script:
         chunks.append(device.heartbeat if step == "beat" else REPLY)
     events = collect(s, [c for c in chunks if c])

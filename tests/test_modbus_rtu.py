@@ -31,6 +31,9 @@ from protocols.modbus_rtu import (
     WriteSingleRegister,
     decode_reply,
     decode_request,
+    parse_reply_pdu,
+    parse_request_pdu,
+    reply_mismatch,
 )
 
 
@@ -299,3 +302,80 @@ def test_fuzz_reply_after_garbage_is_found(
         with contextlib.suppress(FrameError):
             result = decoder.feed(chunk) or result
     assert result == reply
+
+
+@settings(max_examples=200)
+@given(requests, st.data())
+def test_pdu_is_the_rtu_frame_without_slave_and_crc(request: Request, data: st.DataObject) -> None:
+    reply = answer(request, data)
+    for message, parse in ((request, parse_request_pdu), (reply, parse_reply_pdu)):
+        pdu = message.pdu()
+        assert message.encode()[1:-2] == pdu
+        padded = b"\xaa" + pdu + b"\xbb"  # parsed in place, between other bytes
+        assert parse(message.slave, padded, 1, 1 + len(pdu)) == message
+    assert reply_mismatch(request, reply) is None
+
+
+@pytest.mark.parametrize(
+    ("parse", "pdu", "reason"),
+    [
+        (parse_reply_pdu, "", "empty PDU"),
+        (parse_reply_pdu, "03 04 0001", "register reply of 3 bytes declares 4 data bytes"),
+        (parse_reply_pdu, "03 00", "declares 0 data bytes"),
+        (parse_reply_pdu, "06 0001", "write reply PDU of 3 bytes, expected 5"),
+        (parse_reply_pdu, "83 02 00", "exception reply PDU of 3 bytes, expected 2"),
+        (parse_reply_pdu, "2B 0E", "unsupported Modbus function 0x2B in reply"),
+        (parse_request_pdu, "03 0000 00", "function 0x03 request PDU of 4 bytes, expected 5"),
+        (parse_request_pdu, "10 0000 00", "write request PDU of 4 bytes, at least 6 needed"),
+        (parse_request_pdu, "10 0000 0002 03 000000", "write of 2 registers carries 3 of 3"),
+        (parse_request_pdu, "10 0000 0001 02 0000 00", "carries 2 of 3 data bytes"),
+        (parse_request_pdu, "04 0000 0001", "unsupported Modbus function 0x04 in request"),
+    ],
+)
+def test_pdu_parsers_name_the_problem(parse: Any, pdu: str, reason: str) -> None:
+    raw = bytes.fromhex(pdu)
+    with pytest.raises(FrameError, match=reason):
+        parse(1, raw, 0, len(raw))
+
+
+def test_oversized_register_reply_pdu_is_refused() -> None:
+    raw = bytes((3, 252)) + bytes(252)
+    with pytest.raises(FrameError, match="declares 252 data bytes"):
+        parse_reply_pdu(1, raw, 0, len(raw))
+
+
+@pytest.mark.parametrize(
+    ("expect", "reply", "problem"),
+    [
+        (ReadHoldingRegisters(1, 0, 2), RegistersReply(1, 3, (1, 2)), None),
+        (ReadHoldingRegisters(1, 0, 2), ExceptionReply(1, 3, 2), None),
+        (ReadHoldingRegisters(1, 0, 2), RegistersReply(4, 3, (1, 2)), "reply from unit 4"),
+        (ReadHoldingRegisters(1, 0, 2), ExceptionReply(1, 6, 2), "reply to function 0x06"),
+        (ReadHoldingRegisters(1, 0, 2), WriteReply(1, 3, 0, 2), "WriteReply to a register read"),
+        (ReadHoldingRegisters(1, 0, 2), RegistersReply(1, 3, (1,)), "carries 1 registers"),
+        (WriteSingleRegister(1, 5, 7), WriteReply(1, 6, 5, 7), None),
+        (WriteSingleRegister(1, 5, 7), WriteReply(1, 6, 5, 8), "write echo 5/8 does not match 5/7"),
+        (WriteMultipleRegisters(1, 5, (1, 2)), WriteReply(1, 16, 5, 2), None),
+        (WriteMultipleRegisters(1, 5, (1, 2)), RegistersReply(1, 16, (2,)), "to a write"),
+    ],
+)
+def test_reply_mismatch(expect: Request, reply: Reply, problem: str | None) -> None:
+    found = reply_mismatch(expect, reply)
+    assert found == problem if problem is None else found is not None and problem in found
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300), st.integers(0, 255), st.integers(0, 300), st.integers(0, 300))
+def test_fuzz_pdu_parsers_raise_only_frame_errors(
+    raw: bytes, unit: int, start: int, stop: int
+) -> None:
+    start, stop = min(start, len(raw)), min(max(start, stop), len(raw))
+    for parse in (parse_reply_pdu, parse_request_pdu):
+        try:
+            message = parse(unit, raw, start, stop)
+        except FrameError as exc:
+            assert exc.reason
+            continue
+        assert message.slave == unit
+        with contextlib.suppress(EncodeError):  # ranges are the server's to judge
+            assert message.pdu() == raw[start:stop]

@@ -1,13 +1,14 @@
 """One meter state, every protocol: Modbus TCP, DTU Modbus RTU, 4G upload and downlink, DL/T 645.
 
-Each path is decoded the way a driver would and compared with the fleet's tag columns at the
-same frozen simulated time, within the resolution of the path's encoding. The DL/T 645
-meter is also read over its register image, so two protocols are compared directly.
+Each path is read through the server's own links (`ModbusTcpLink`, `DialinListener`), decoded
+the way a driver would and compared with the fleet's tag columns at the same frozen simulated
+time, within the resolution of the path's encoding. The DL/T 645 meter is also read over its
+register image, so two protocols are compared directly.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -21,23 +22,24 @@ import pytest
 
 from config import load_site
 from config.model import Site
-from protocols.dlt645 import Dlt645Decoder, Function
+from protocols.dialed_link import Backoff
+from protocols.dlt645 import Function
 from protocols.dlt645_messages import (
     Acknowledgement,
-    ErrorReply,
     ReadReply,
     ReadRequest,
     RelayAction,
     RelayRequest,
     parse_message,
 )
+from protocols.link_errors import Dlt645Refused
 from protocols.modbus_rtu import ReadHoldingRegisters, RegistersReply, WriteMultipleRegisters
+from protocols.modbus_tcp_link import ModbusTcpLink
 from protocols.register_writes import encode_write
 from protocols.registers import decode_blocks, decode_poll_block
 from server.clock import ManualClock
 from sim.runner import Simulator
-from tests.test_sim_dialin import DialInAcceptor, identities
-from tests.test_sim_modbus_tcp import TcpMaster
+from tests.test_sim_dialin import Running, running
 
 Run = Callable[[Awaitable[Any]], Any]
 SMALL = Path(__file__).resolve().parent.parent / "config" / "examples" / "small"
@@ -78,23 +80,24 @@ def decode_rtu(sim: Simulator, row: int, scan: str, registers: list[int]) -> dic
     return decode_blocks(sim.image.profile(row), scan, raw, fleet.pt[row], fleet.ct[row], SH)
 
 
-async def dlt645(acceptor: DialInAcceptor, gateway: str, message: Any) -> object:
-    link = acceptor.dtus[gateway]
-    decoder = Dlt645Decoder()
-    link.writer.write(message.to_frame().encode())
-    async with asyncio.timeout(2):
-        while True:
-            frames = decoder.feed(await link.incoming.get())
-            if frames:
-                return parse_message(frames[0])
+async def dlt645(h: Running, gateway: str, message: Any) -> object:
+    """The meter's reply to a DL/T 645 request through a DTU gateway of the listener."""
+    return parse_message(await h.listener.request_dlt645(gateway, message.to_frame()))
+
+
+def modbus_link(h: Running, gateway_id: str, **options: Any) -> ModbusTcpLink:
+    """The server's link to a simulated Modbus TCP gateway (on the port the simulator took)."""
+    gateway = dataclasses.replace(h.site.gateway(gateway_id), port=h.sim.modbus_port(gateway_id))
+    options.setdefault("backoff", Backoff(0.05, 0.2))
+    return ModbusTcpLink.for_gateway(gateway, clock=h.clock, **options)
 
 
 async def read_scan(
-    read: Callable[[Any], Awaitable[Any]], sim: Simulator, row: int, scan: str
+    read: Callable[[Any], Awaitable[Any]], sim: Simulator, row: int, scan: str, slave: int = 1
 ) -> dict[str, Any]:
     registers: list[int] = []
     for block in sim.image.profile(row).plan(scan):
-        reply = await read(ReadHoldingRegisters(1, block.pdu_start, block.count))
+        reply = await read(ReadHoldingRegisters(slave, block.pdu_start, block.count))
         assert isinstance(reply, RegistersReply)
         registers.extend(reply.registers)
     return decode_rtu(sim, row, scan, registers)
@@ -108,14 +111,8 @@ def site() -> Site:
 def test_every_protocol_reports_the_same_state(run: Run, site: Site) -> None:
     async def main() -> None:
         clock = ManualClock(START)
-        acceptor = DialInAcceptor(identities(site))
-        endpoint = await acceptor.start()
-        sim = Simulator(
-            site, clock=clock, dialin=endpoint, serve_control=False, modbus_any_port=True
-        )
-        await sim.start()
-        try:
-            await acceptor.wait_for(2, 2, within=5)
+        async with running(site, clock) as h:
+            sim = h.sim
             loads = {"P0001": 400.0, "E0001": 30.0, "G0001": 12.0, "D0001": 2.0}
             for meter, kw in loads.items():
                 sim.commands.set_load(site.meter_row(meter), kw)
@@ -126,36 +123,38 @@ def test_every_protocol_reports_the_same_state(run: Run, site: Site) -> None:
 
             # Modbus TCP gateway
             row = site.meter_row("P0001")
-            master = await TcpMaster().open(sim.modbus_port("GW003"))
-            for scan, tags in (("realtime", realtime), ("energy", energy)):
-                decoded = await read_scan(master.request, sim, row, scan)
-                assert_matches_fleet(sim, row, decoded, tags)
-            await master.close()
+            link = modbus_link(h, "GW003")
+            try:
+                for scan, tags in (("realtime", realtime), ("energy", energy)):
+                    decoded = await read_scan(link.request, sim, row, scan)
+                    assert_matches_fleet(sim, row, decoded, tags)
+            finally:
+                await link.close()
             assert sim.fleet.tags([row])["e_total"][0] > 700.0  # 2 h at 400 kW
 
             # DTU dial-in, Modbus RTU
             row = site.meter_row("E0001")
 
             def via_dtu(request: Any) -> Awaitable[Any]:
-                return acceptor.rtu("GW001", request)
+                return h.listener.request("GW001", request)
 
             for scan, tags in (("realtime", realtime), ("energy", energy)):
                 assert_matches_fleet(sim, row, await read_scan(via_dtu, sim, row, scan), tags)
 
             # 4G meter: the upload of the poll block, and downlink passthrough reads
             row = site.meter_row("G0001")
-            serial = site.meter("G0001").serial or ""
-            clock.advance(0.0)
+            serial = h.serial("G0001")
+            await h.listener.downlink(serial, ReadHoldingRegisters(1, 0x0800, 48))  # acked
             sim.uploads.next[:] = clock.time()  # due now, at the same frozen time
             await sim.tick()
-            upload = await acceptor.upload(serial)
+            await h.seen.until(lambda: serial in h.seen.uploads)
             uploaded = decode_poll_block(
-                sim.image.profile(row), np.array([upload.reply.registers], np.uint16), SH
+                sim.image.profile(row), np.array(h.seen.uploads[serial][:1], np.uint16), SH
             )
             assert_matches_fleet(sim, row, uploaded, ("u_a", "i_a", "pf", "e_total", "e_peak"))
 
             def via_4g(request: Any) -> Awaitable[Any]:
-                return acceptor.downlink(serial, request)
+                return h.listener.downlink(serial, request)
 
             for scan, tags in (("realtime", realtime), ("energy", energy)):
                 assert_matches_fleet(sim, row, await read_scan(via_4g, sim, row, scan), tags)
@@ -185,18 +184,15 @@ def test_every_protocol_reports_the_same_state(run: Run, site: Site) -> None:
             fleet = sim.fleet
             factor = {"": 1, "pt": fleet.pt[row], "ct": fleet.ct[row], "ptct": fleet.ratio[row]}
             for tag, di in dis.items():
-                reply = await dlt645(acceptor, "GW002", ReadRequest(address, di))
+                reply = await dlt645(h, "GW002", ReadRequest(address, di))
                 assert isinstance(reply, ReadReply), tag
                 value = reply.value()
                 assert isinstance(value, Decimal)
                 primary = float(value) * float(factor[ratio.get(tag, "ptct")])
                 assert abs(primary - float(fleet.tags([row])[tag][0])) <= tolerance(sim, row, tag)
                 assert abs(primary - float(image[tag][0])) <= 2 * tolerance(sim, row, tag), tag
-            missing = await dlt645(acceptor, "GW002", ReadRequest(address, 0x02010200))
-            assert isinstance(missing, ErrorReply) and missing.error == 0x02  # single phase
-        finally:
-            await sim.stop()
-            await acceptor.stop()
+            with pytest.raises(Dlt645Refused, match="no requested data"):  # single phase
+                await dlt645(h, "GW002", ReadRequest(address, 0x02010200))
 
     run(main())
 
@@ -204,12 +200,8 @@ def test_every_protocol_reports_the_same_state(run: Run, site: Site) -> None:
 def test_relay_writes_through_dlt645_and_the_4g_downlink(run: Run, site: Site) -> None:
     async def main() -> None:
         clock = ManualClock(START)
-        acceptor = DialInAcceptor(identities(site))
-        endpoint = await acceptor.start()
-        sim = Simulator(site, clock=clock, dialin=endpoint, serve_control=False)
-        await sim.start()
-        try:
-            await acceptor.wait_for(2, 2, within=5)
+        async with running(site, clock) as h:
+            sim = h.sim
             fleet = sim.fleet
             d_row = site.meter_row("D0001")
             address = site.meter("D0001").dlt645_address
@@ -218,7 +210,7 @@ def test_relay_writes_through_dlt645_and_the_4g_downlink(run: Run, site: Site) -
             trip = RelayRequest(
                 address, password, operator, RelayAction.TRIP, meter_now + timedelta(hours=1)
             )
-            assert await dlt645(acceptor, "GW002", trip) == Acknowledgement(address, Function.RELAY)
+            assert await dlt645(h, "GW002", trip) == Acknowledgement(address, Function.RELAY)
             assert not fleet.closed[d_row]
             status = decode_rtu(
                 sim,
@@ -230,24 +222,23 @@ def test_relay_writes_through_dlt645_and_the_4g_downlink(run: Run, site: Site) -
             expired = RelayRequest(
                 address, password, operator, RelayAction.ALLOW_CLOSE, meter_now - timedelta(days=1)
             )
-            refused = await dlt645(acceptor, "GW002", expired)
-            assert isinstance(refused, ErrorReply) and not fleet.closed[d_row]
+            with pytest.raises(Dlt645Refused, match="other error"):
+                await dlt645(h, "GW002", expired)
+            assert not fleet.closed[d_row]
 
             g_row = site.meter_row("G0001")
-            serial = site.meter("G0001").serial or ""
+            serial = h.serial("G0001")
             [(start, values)] = encode_write(sim.image.profile(g_row), "relay_open")
-            echo = await acceptor.downlink(serial, WriteMultipleRegisters(1, start, tuple(values)))
+            write = WriteMultipleRegisters(1, start, tuple(values))
+            echo = await h.listener.downlink(serial, write)
             assert echo.function == 16 and not fleet.closed[g_row]
             sim.uploads.next[:] = clock.time()
             await sim.tick()
-            upload = await acceptor.upload(serial)
+            await h.seen.until(lambda: serial in h.seen.uploads)
             tags = decode_poll_block(
-                sim.image.profile(g_row), np.array([upload.reply.registers], np.uint16), SH
+                sim.image.profile(g_row), np.array(h.seen.uploads[serial][:1], np.uint16), SH
             )
             assert tags["relay"][0] == 0 and tags["p"][0] == 0.0
             assert not math.isnan(tags["e_total"][0])
-        finally:
-            await sim.stop()
-            await acceptor.stop()
 
     run(main())
