@@ -66,6 +66,10 @@ class _Timeout(Exception):
     """An executor call that did not finish within the attempt timeout."""
 
 
+class _Unconfirmable(Exception):
+    """The executor can never read this command back: asking again cannot help."""
+
+
 class CommandDispatcher:
     """Runs due commands: write, acknowledge, read back; retry with backoff; resume crashes.
 
@@ -157,6 +161,8 @@ class CommandDispatcher:
         except _Timeout as exc:
             return None, f"read-back: {exc}"
         except ExecutionError as exc:
+            if not exc.retryable:
+                raise _Unconfirmable(f"read-back: {exc.reason}") from None
             return None, f"read-back: {exc.reason}"
         except Exception as exc:
             log.exception("command %d: read-back raised", command.id)
@@ -168,6 +174,12 @@ class CommandDispatcher:
         return settled.state
 
     async def _attempt(self, claim: Claim) -> str:
+        try:
+            return await self._try(claim)
+        except _Unconfirmable as exc:
+            return await self._settle(claim.command, self.work.fail, str(exc))
+
+    async def _try(self, claim: Claim) -> str:
         command = claim.command
         work = self.work
         if claim.resumed or command.attempts > 1:

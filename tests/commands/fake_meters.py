@@ -26,7 +26,7 @@ class FakeMeters:
     Plans per meter, one entry consumed per call (then "ok"):
     execute: "ok", "drop" (acknowledged, not applied), "refuse" (retryable error),
     "reject" (not retryable), "hang" (never answers), "raise" (an unexpected exception);
-    confirm: "ok", "hang", "error".
+    confirm: "ok", "hang", "error", "never" (the meter cannot show it: not retryable).
     """
 
     def __init__(self) -> None:
@@ -75,5 +75,7 @@ class FakeMeters:
             await asyncio.Event().wait()
         if outcome == "error":
             raise ExecutionError("no reply to the read")
+        if outcome == "never":
+            raise ExecutionError("register reads as another quantity", retryable=False)
         key = (command.meter, slot(command.kind, command.params))
         return self.shown.get(key) == (command.kind, dict(command.params))

@@ -88,6 +88,18 @@ def test_a_retry_that_already_landed_is_not_written_again(
     assert outbox.history(command_id=command.id)[-1].detail == {"how": "read back before re-send"}
 
 
+def test_a_command_that_can_never_be_read_back_fails_at_once(
+    run: Run, outbox: CommandOutbox, meters: FakeMeters
+) -> None:
+    command = outbox.enqueue("relay_close", {}, "E0001", actor="op", channel="hmi").commands[0]
+    meters.confirm_plan["E0001"] = ["never"]
+    assert run(_dispatcher(outbox, meters).run_once()).failed == 1
+    failed = outbox.get(command.id)
+    assert failed.state == "failed"
+    assert failed.last_error == "read-back: register reads as another quantity"
+    assert meters.writes == [command.id]
+
+
 def test_failure_after_max_attempts_keeps_the_reason(
     run: Run, outbox: CommandOutbox, meters: FakeMeters, clock: ManualClock
 ) -> None:
