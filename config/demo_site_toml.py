@@ -73,6 +73,29 @@ ACQUISITION: dict[str, TomlValue] = {
     "request_timeout_ms": 1000,
 }
 
+NOTIFY: dict[str, TomlValue] = {
+    "smtp_host": "127.0.0.1",
+    "smtp_port": 25,
+    "smtp_starttls": False,
+    "from_address": "parkgrid@park.example",
+    "rate_per_recipient_per_hour": 20,
+    "flood_window_s": 300,
+    "flood_threshold": 5,
+    "retry_base_s": 30,
+    "retry_max_attempts": 8,
+}
+
+LEAD_PHONE = "13800000000"
+WORKDAYS = ("mon", "tue", "wed", "thu", "fri")
+# Two electricians on the dormitory route by day, one on the night shift (across midnight),
+# and the lead's deputy texted at weekends; outside every shift the route's own target is used.
+ONCALL: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str, str], ...] = (
+    ("maint-dorm", ("13800000001", "13800000002"), WORKDAYS, "08:00", "18:00"),
+    ("maint-dorm", ("13800000003",), (*WORKDAYS, "sat", "sun"), "18:00", "08:00"),
+    ("maint-lead", ("13800000009",), ("sat", "sun"), "00:00", "24:00"),
+    ("ops-mail", ("night-ops@park.example",), (*WORKDAYS, "sat", "sun"), "22:00", "06:00"),
+)
+
 FIRE_PUMP_METER = "C07"
 TARIFF_IDS = (TOU_TARIFF, DORM_TARIFF, TIERED_TARIFF)
 
@@ -211,7 +234,7 @@ def _alarms_and_routes(doc: TomlDocument, park: DemoPark) -> None:
          "format": "json", "areas": list(dorm_areas), "min_priority": "medium",
          "repeat_min": 30, "escalate_after_min": 15, "escalate_to": "maint-lead"},
         {"id": "maint-lead", "channel": "sms", "target": "http://127.0.0.1:9001/sms",
-         "min_priority": "high", "repeat_min": 60},
+         "min_priority": "high", "repeat_min": 60, "contacts": [LEAD_PHONE]},
         {"id": "ops-mail", "channel": "email", "target": "ops@park.example",
          "min_priority": "high"},
     ]  # fmt: skip
@@ -220,6 +243,23 @@ def _alarms_and_routes(doc: TomlDocument, park: DemoPark) -> None:
         doc.array_table("routes")
         for key, value in route.items():
             doc.set(key, value)
+    _notify_and_oncall(doc)
+
+
+def _notify_and_oncall(doc: TomlDocument) -> None:
+    doc.blank()
+    doc.table("notify")
+    doc.comment("a local relay without AUTH; SITE_FORMAT.md [notify] lists the login keys")
+    for key, value in NOTIFY.items():
+        doc.set(key, value)
+    for route, contacts, days, start, end in ONCALL:
+        doc.blank()
+        doc.array_table("oncall")
+        doc.set("route", route)
+        doc.set("contacts", list(contacts))
+        doc.set("days", list(days))
+        doc.set("start", start)
+        doc.set("end", end)
 
 
 def render_site_toml(park: DemoPark) -> str:

@@ -16,7 +16,7 @@ from config.merchants import read_merchants
 from config.meters_csv import SiteRefs, read_meters
 from config.model import Meter, Site
 from config.settings import read_acquisition, read_park, read_services
-from config.site_toml import read_areas, read_gateways, read_routes, read_users
+from config.site_toml import read_areas, read_gateways, read_notify, read_routes, read_users
 from config.tariff_toml import read_tariffs
 from config.toml_lines import TomlLines
 from config.toml_table import TomlTable
@@ -112,6 +112,7 @@ def _build(
     tariffs = read_tariffs(root)
     alarms, meter_overrides = read_alarms(root, area_ids)
     routes = read_routes(root, area_ids)
+    notify = read_notify(root, folder, routes)
     users = read_users(root)
     root.finish()
     meters: tuple[Meter, ...] = ()
@@ -144,4 +145,5 @@ def _build(
         alarms=alarms,
         routes=routes,
         users=users,
+        notify=notify,
     )

@@ -220,6 +220,7 @@ class Route:
     repeat_min: int | None = None
     escalate_after_min: int | None = None
     escalate_to: str | None = None
+    contacts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +259,7 @@ class Site:
     _by_id: MappingProxyType[str, MappingProxyType[str, int]] = field(
         init=False, repr=False, compare=False
     )
+    notify: SiteNotify = field(default_factory=lambda: SiteNotify())
 
     def __post_init__(self) -> None:
         """Build the lookups."""
@@ -323,3 +325,54 @@ class Site:
     def direct_meters(self) -> tuple[Meter, ...]:
         """The 4G meters that dial in by themselves (no gateway), in file order."""
         return self._on_gateway[None]
+
+
+WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """How notifications leave the server: SMTP, per-recipient rate and flood folding."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password_file: Path | None = None
+    from_address: str = "parkgrid@localhost"
+    rate_per_recipient_per_hour: int = 20
+    flood_window_s: int = 300
+    flood_threshold: int = 5
+    retry_base_s: int = 30
+    retry_max_attempts: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class OnCallShift:
+    """A weekly on-call shift of a route, in the park's time zone (minutes after midnight).
+
+    `end_min` <= `start_min` means the shift runs across midnight into the next day; `days`
+    are the days it starts on (0 is Monday).
+    """
+
+    route: str
+    contacts: tuple[str, ...]
+    days: tuple[int, ...]
+    start_min: int
+    end_min: int
+
+    def covers(self, weekday: int, minute: int) -> bool:
+        """Whether local `weekday` (0 is Monday) at `minute` after midnight is in the shift."""
+        if self.start_min < self.end_min:
+            return weekday in self.days and self.start_min <= minute < self.end_min
+        started_today = weekday in self.days and minute >= self.start_min
+        started_yesterday = (weekday - 1) % 7 in self.days and minute < self.end_min
+        return started_today or started_yesterday
+
+
+@dataclass(frozen=True, slots=True)
+class SiteNotify:
+    """The notification settings and the on-call rota of a site."""
+
+    settings: NotifySettings = field(default_factory=NotifySettings)
+    oncall: tuple[OnCallShift, ...] = ()

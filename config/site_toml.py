@@ -1,8 +1,11 @@
-"""The [[areas]], [[gateways]], [[routes]] and [[users]] sections of site.toml."""
+"""The [[areas]], [[gateways]], [[routes]], [notify], [[oncall]] and [[users]] of site.toml."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+import stat
+from collections.abc import Callable, Collection
+from pathlib import Path
 
 from config.model import (
     AREA_KINDS,
@@ -12,17 +15,36 @@ from config.model import (
     ROLES,
     ROUTE_CHANNELS,
     WEBHOOK_FORMATS,
+    WEEKDAYS,
     Area,
     Building,
     Gateway,
+    NotifySettings,
+    OnCallShift,
     Route,
+    SiteNotify,
     User,
 )
 from config.toml_table import TomlTable, UniqueIds
-from config.values import Endpoint, parse_email, parse_host, parse_payload, parse_url
+from config.values import (
+    Endpoint,
+    parse_clock,
+    parse_email,
+    parse_host,
+    parse_payload,
+    parse_url,
+)
 
 _DTU_ONLY = ("registration", "registration_format", "heartbeat", "heartbeat_format")
 _TCP_ONLY = ("host", "port")
+_PHONE = re.compile(r"\+?[0-9]{5,15}")
+
+
+def parse_phone(text: str) -> str:
+    """A phone number for SMS: 5..15 digits, optionally after a +."""
+    if not _PHONE.fullmatch(text):
+        raise ValueError(f"must be a phone number (5..15 digits, optional +), got {text!r}")
+    return text
 
 
 def read_areas(root: TomlTable, merchants: Collection[str]) -> tuple[Area, ...]:
@@ -139,6 +161,11 @@ def read_routes(root: TomlTable, areas: Collection[str]) -> tuple[Route, ...]:
         if channel and channel != "webhook" and table.has("format"):
             table.raw("format")
             table.error("format", "is only for webhook routes")
+        contacts = _contacts(table, "contacts", parse_phone)
+        if channel == "sms" and table.data.get("contacts", []) == []:
+            table.error("contacts", "an sms route needs its phone numbers")
+        elif channel and channel != "sms" and table.has("contacts"):
+            table.error("contacts", "is only for sms routes (the phones the gateway texts)")
         route_areas = table.idents("areas")
         for position, area in enumerate(route_areas):
             if area not in areas:
@@ -154,6 +181,7 @@ def read_routes(root: TomlTable, areas: Collection[str]) -> tuple[Route, ...]:
                 repeat_min=table.optional_integer("repeat_min", 1, 10080),
                 escalate_after_min=table.optional_integer("escalate_after_min", 1, 10080),
                 escalate_to=table.optional_ident("escalate_to"),
+                contacts=contacts,
             )
         )
         table.finish()
@@ -195,3 +223,127 @@ def read_users(root: TomlTable) -> tuple[User, ...]:
         table.finish()
         users.append(User(name, role, display_name))
     return tuple(users)
+
+
+def _contacts(table: TomlTable, key: str, parse: Callable[[str], str]) -> tuple[str, ...]:
+    """An optional array of strings, each passed through `parse`; duplicates are errors."""
+    found: list[str] = []
+    for index, item in enumerate(table.array(key)):
+        try:
+            if not isinstance(item, str):
+                raise ValueError(f"must be a string, got {type(item).__name__}")
+            contact = parse(item)
+            if contact in found:
+                raise ValueError(f"{contact} is listed twice")
+            found.append(contact)
+        except ValueError as problem:
+            table.log.toml((*table.path, key, index), str(problem))
+    return tuple(found)
+
+
+def read_notify(root: TomlTable, folder: Path, routes: Collection[Route]) -> SiteNotify:
+    """The optional [notify] table and every [[oncall]] shift (routes must be read first)."""
+    return SiteNotify(_read_settings(root, folder), _read_oncall(root, routes))
+
+
+def _read_settings(root: TomlTable, folder: Path) -> NotifySettings:
+    table = root.table("notify")
+    defaults = NotifySettings()
+    if table is None:
+        return defaults
+    host = table.text_as("smtp_host", parse_host, required=False) or defaults.smtp_host
+    starttls = table.raw("smtp_starttls")
+    if starttls is not None and not isinstance(starttls, bool):
+        table.error("smtp_starttls", f"must be true or false, got {starttls!r}")
+    user = table.text_as("smtp_user", _smtp_user, required=False)
+    password_file = _password_file(table, folder)
+    if table.has("smtp_user") != table.has("smtp_password_file"):
+        missing = "smtp_user" if table.has("smtp_password_file") else "smtp_password_file"
+        table.error(None, f"{missing} is missing: smtp_user and smtp_password_file go together")
+    settings = NotifySettings(
+        smtp_host=host,
+        smtp_port=table.integer("smtp_port", 1, 65535, defaults.smtp_port),
+        smtp_starttls=starttls is True,
+        smtp_user=user,
+        smtp_password_file=password_file,
+        from_address=table.text_as("from_address", parse_email, required=False)
+        or defaults.from_address,
+        rate_per_recipient_per_hour=table.integer(
+            "rate_per_recipient_per_hour", 1, 3600, defaults.rate_per_recipient_per_hour
+        ),
+        flood_window_s=table.integer("flood_window_s", 1, 86400, defaults.flood_window_s),
+        flood_threshold=table.integer("flood_threshold", 1, 10000, defaults.flood_threshold),
+        retry_base_s=table.integer("retry_base_s", 1, 3600, defaults.retry_base_s),
+        retry_max_attempts=table.integer("retry_max_attempts", 1, 100, defaults.retry_max_attempts),
+    )
+    table.finish()
+    return settings
+
+
+def _smtp_user(text: str) -> str:
+    if not text or not text.isprintable() or text != text.strip():
+        raise ValueError(f"must be a printable user name without spaces at the ends, got {text!r}")
+    return text
+
+
+def _password_file(table: TomlTable, folder: Path) -> Path | None:
+    """The SMTP password file: it must exist and be readable by its owner only."""
+    text = table.text_as("smtp_password_file", str, required=False)
+    if text is None:
+        return None
+    path = folder / text
+    if not path.is_file():
+        table.error("smtp_password_file", f"file {text} does not exist (relative to {folder})")
+        return None
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        table.error(
+            "smtp_password_file", f"{text} has mode {mode:04o}: it must be 0600 (owner only)"
+        )
+    return path
+
+
+def _read_oncall(root: TomlTable, routes: Collection[Route]) -> tuple[OnCallShift, ...]:
+    by_id = {route.id: route for route in routes}
+    shifts: list[OnCallShift] = []
+    for table in root.tables("oncall"):
+        route_id = table.ident("route")
+        route = by_id.get(route_id)
+        if route_id and route is None:
+            table.error("route", f"unknown route {route_id}")
+        contacts: tuple[str, ...] = ()
+        if route is None or not route.channel:  # reported already: the contacts cannot be judged
+            table.raw("contacts")
+        elif not table.has("contacts"):
+            table.error("contacts", "is required")
+        else:
+            parse = parse_email if route.channel == "email" else parse_phone
+            contacts = _contacts(table, "contacts", parse)
+            if table.data["contacts"] == []:
+                table.error("contacts", "a shift needs at least one contact")
+        days = _days(table)
+        start = table.text_as("start", lambda text: parse_clock(text, end=False))
+        end = table.text_as("end", lambda text: parse_clock(text, end=True))
+        if start is not None and end is not None and start == end:
+            table.error("end", "a shift cannot end when it starts (00:00..24:00 is a whole day)")
+        table.finish()
+        shifts.append(OnCallShift(route_id, contacts, days, start or 0, end or 0))
+    return tuple(shifts)
+
+
+def _days(table: TomlTable) -> tuple[int, ...]:
+    days: list[int] = []
+    if not table.has("days"):
+        table.raw("days", required=True)
+    items = table.array("days")
+    for index, item in enumerate(items):
+        if item not in WEEKDAYS:
+            allowed = " | ".join(WEEKDAYS)
+            table.log.toml((*table.path, "days", index), f"must be one of {allowed}, got {item!r}")
+        elif WEEKDAYS.index(str(item)) in days:
+            table.log.toml((*table.path, "days", index), f"{item} is listed twice")
+        else:
+            days.append(WEEKDAYS.index(str(item)))
+    if isinstance(table.data.get("days"), list) and not items:
+        table.error("days", "a shift needs at least one day")
+    return tuple(sorted(days))

@@ -629,6 +629,107 @@ CASES = [
         at='format = "json"\n\n[[users]]',
     ),
     Case(
+        "notify bad port",
+        "smtp_port = 2525",
+        "smtp_port = 0",
+        "notify.smtp_port",
+        "must be an integer 1..65535, got 0",
+    ),
+    Case(
+        "notify starttls not a boolean",
+        "smtp_starttls = false",
+        'smtp_starttls = "yes"',
+        "notify.smtp_starttls",
+        "must be true or false",
+    ),
+    Case(
+        "notify user without password file",
+        "smtp_starttls = false",
+        'smtp_starttls = false\nsmtp_user = "parkgrid"',
+        "notify",
+        "smtp_password_file is missing",
+        at="[notify]",
+    ),
+    Case(
+        "notify password file missing",
+        "smtp_starttls = false",
+        'smtp_starttls = false\nsmtp_user = "u"\nsmtp_password_file = "keys/none"',
+        "notify.smtp_password_file",
+        "file keys/none does not exist",
+        at='smtp_password_file = "keys/none"',
+    ),
+    Case(
+        "notify bad from address",
+        '"parkgrid@park.example"',
+        '"parkgrid"',
+        "notify.from_address",
+        "e-mail address",
+        at='from_address = "parkgrid"',
+    ),
+    Case(
+        "oncall unknown route",
+        'route = "maint-lead"',
+        'route = "maint-boss"',
+        "oncall[0].route",
+        "unknown route maint-boss",
+    ),
+    Case(
+        "oncall email contact not an address",
+        '["night@example.com"]',
+        '["night"]',
+        "oncall[0].contacts[0]",
+        "must be an e-mail address",
+        at='contacts = ["night"]',
+    ),
+    Case(
+        "oncall phone contact on a webhook route",
+        '["13800000001"]',
+        '["ops@example.com"]',
+        "oncall[1].contacts[0]",
+        "must be a phone number",
+        at='contacts = ["ops@example.com"]',
+    ),
+    Case(
+        "oncall bad day",
+        '["sat", "sun"]',
+        '["sat", "sunday"]',
+        "oncall[1].days[1]",
+        "must be one of mon | tue | wed | thu | fri | sat | sun, got 'sunday'",
+        at='days = ["sat", "sunday"]',
+    ),
+    Case(
+        "oncall start after midnight end",
+        'start = "18:00"',
+        'start = "08:00"',
+        "oncall[0].end",
+        "cannot end when it starts",
+        at='end = "08:00"\n\n[[oncall]]',
+    ),
+    Case(
+        "oncall start of 24:00",
+        'start = "00:00"\nend = "24:00"',
+        'start = "24:00"\nend = "24:00"',
+        "oncall[1].start",
+        "must be a time HH:MM in 00:00..23:59",
+    ),
+    Case(
+        "contacts on an email route",
+        'target = "lead@example.com"',
+        'target = "lead@example.com"\ncontacts = ["13800000000"]',
+        "routes[1].contacts",
+        "is only for sms routes",
+        at='contacts = ["13800000000"]',
+    ),
+    Case(
+        "sms route without phones",
+        'channel = "email"\ntarget = "lead@example.com"',
+        'channel = "sms"\ntarget = "http://127.0.0.1:9001/sms"',
+        "routes[1].contacts",
+        "an sms route needs its phone numbers",
+        at='[[routes]]\nid = "maint-lead"',
+        also=(("site.toml", "oncall[0].contacts[0]"),),
+    ),
+    Case(
         "bad role",
         'role = "operator"',
         'role = "boss"',
@@ -723,6 +824,27 @@ def test_all_errors_are_collected_and_sorted(tmp_path: Path) -> None:
     with pytest.raises(SiteInvalid) as caught:
         load_site(folder, env={"PARKGRID_HMI_LISTEN": "x"})
     assert str(caught.value).splitlines() == [str(e) for e in errors]
+
+
+def test_password_file_must_be_owner_only(tmp_path: Path) -> None:
+    folder = copy_example(tmp_path)
+    secret = folder / "smtp.password"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    secret.chmod(0o640)
+    text = edit(
+        folder,
+        "site.toml",
+        "smtp_starttls = false",
+        'smtp_starttls = false\nsmtp_user = "u"\nsmtp_password_file = "smtp.password"',
+    )
+    [error] = load_errors(folder)
+    line = line_of(text, "smtp_password_file")
+    assert (error.file, error.line, error.field) == ("site.toml", line, "notify.smtp_password_file")
+    assert "has mode 0640: it must be 0600" in error.message
+    secret.chmod(0o600)
+    site = load_site(folder, env={})
+    assert site.notify.settings.smtp_password_file == secret
+    assert [shift.route for shift in site.notify.oncall] == ["maint-lead", "maint-dorm"]
 
 
 def test_every_alarm_limit_has_a_range_holding_its_default() -> None:

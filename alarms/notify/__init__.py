@@ -1,0 +1,1 @@
+"""Maintenance notifications: routing, repetition, escalation, flood folding and delivery."""
