@@ -1,0 +1,1 @@
+"""The alarm journal in PostgreSQL: transitions, comments, audited operations and queries."""
