@@ -28,9 +28,8 @@ $(SITE)/site.toml: | venv
 
 site: $(SITE)/site.toml
 
-demo: venv services site
-	$(BIN)/parkgrid check-config $(SITE)
-	$(BIN)/parkgrid run --site $(SITE)
+demo: venv services
+	$(BIN)/parkgrid demo --site $(SITE)
 
 lint: venv
 	$(BIN)/ruff check $(PY_DIRS)

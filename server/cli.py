@@ -1,4 +1,4 @@
-"""The `parkgrid` command line: gen-site, check-config, run, sim and bench."""
+"""The `parkgrid` command line: gen-site, check-config, run, sim, demo and bench."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from config import Site, SiteInvalid, load_site
+from config.values import Endpoint
+from sim import fault_cli
 
 DEFAULT_SITE = Path("var/demo-site")
 
@@ -100,6 +103,88 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from config.demo import DemoSiteError, generate_site
+    from server.process import StartupError
+
+    folder: Path = args.site
+    if not (folder / "site.toml").exists():
+        try:
+            generate_site(folder, seed=args.seed)
+        except DemoSiteError as exc:
+            print(f"parkgrid demo: {exc}", file=sys.stderr)
+            return 1
+        print(f"generated the demo park in {folder}")
+    site = _load(folder)
+    if site is None:
+        return 1
+    if not args.verbose:  # one line per device coming online is too much for a demo screen
+        logging.getLogger("protocols").setLevel(logging.WARNING)
+    try:
+        asyncio.run(_until_signalled(lambda stop: _demo_serve(site, args, stop)))
+    except (StartupError, OSError) as exc:
+        print(f"parkgrid demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _demo_serve(site: Site, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """The simulator in this process dialling into the server; a status line every few seconds."""
+    from server.process import ParkServer
+    from sim.runner import Simulator
+
+    began = time.monotonic()
+    simulator = Simulator(site, seed=args.seed, modbus_any_port=True, serve_control=False)
+    await simulator.start()
+    try:
+        ports = {g: Endpoint("127.0.0.1", simulator.modbus_port(g)) for g in simulator.modbus}
+        server = ParkServer(site, gateway_endpoints=ports)
+        await server.start()
+        try:
+            live_at: float | None = None
+            while not stop.is_set():
+                assert server.acquisition is not None
+                status = server.acquisition.status()
+                elapsed = time.monotonic() - began
+                meters = status["meters"]
+                if live_at is None and meters["online"] >= meters["total"] - meters["unpolled"]:
+                    live_at = elapsed
+                    print(f"all {meters['online']} polled meters live after {elapsed:.1f} s")
+                print(_status_line(status, elapsed), flush=True)
+                try:
+                    async with asyncio.timeout(args.every):
+                        await stop.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            await server.stop()
+    finally:
+        await simulator.stop()
+
+
+def _status_line(status: dict[str, object], elapsed: float) -> str:
+    """One line for people: meters online / total, gateways online, the last realtime scan."""
+    meters = status["meters"]
+    links = status["links"]
+    last = status["last_scan"]
+    assert isinstance(meters, dict) and isinstance(links, dict) and isinstance(last, dict)
+    gateways_on = links["modbus_tcp"]["online"] + links["dtu"]["online"]
+    gateways = sum(
+        links[k]["online"] + links[k]["offline"] + links[k]["unknown"]
+        for k in ("modbus_tcp", "dtu")
+    )
+    scan = last.get("realtime") or last.get("poll_block")
+    when = "-"
+    if scan:
+        stamp = time.strftime("%H:%M:%S", time.localtime(scan["at"]))
+        when = f"{stamp} ({scan['duration_s']:.2f} s)"
+    return (
+        f"[{elapsed:6.1f} s] meters online {meters['online']}/{meters['total']}"
+        f" (offline {meters['offline']}), gateways online {gateways_on}/{gateways},"
+        f" 4G meters connected {links['meter4g']['online']}, last realtime scan {when}"
+    )
+
+
 def _bench(args: argparse.Namespace) -> int:
     from bench import run_benchmarks
 
@@ -131,6 +216,14 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument("--dialin", help="HOST:PORT of the server's dial-in listener")
     sim.set_defaults(func=_sim)
+
+    demo = sub.add_parser("demo", help="generate the demo park, simulate it and serve it live")
+    demo.add_argument("--site", type=Path, default=DEFAULT_SITE)
+    demo.add_argument("--seed", type=int, default=1, help="park and physics seed")
+    demo.add_argument("--every", type=float, default=3.0, help="seconds between status lines")
+    demo.set_defaults(func=_demo)
+
+    fault_cli.add_parser(sub, DEFAULT_SITE)
 
     bench = sub.add_parser("bench", help="run benchmarks; writes var/bench/NAME.json")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -1,15 +1,18 @@
-"""One parkgrid process: the site, the migrated database and the live tag table."""
+"""One parkgrid process: the site, the migrated database, the live tag table and acquisition."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
 from config import Site
+from config.values import Endpoint
 from historian.migrate import migrate
+from server.acquisition.service import Acquisition
 from server.clock import Clock, SystemClock
 from server.tags import TagTable
 
@@ -59,13 +62,23 @@ def build_tag_table(site: Site, clock: Clock) -> TagTable:
 class ParkServer:
     """The realtime server for one site; `serve` runs until `stop` is set."""
 
-    def __init__(self, site: Site, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        clock: Clock | None = None,
+        dialin_listen: Endpoint | None = None,
+        gateway_endpoints: Mapping[str, Endpoint] | None = None,
+    ) -> None:
         self.site = site
         self.clock: Clock = clock or SystemClock()
+        self.dialin_listen = dialin_listen
+        self.gateway_endpoints = dict(gateway_endpoints or {})
         self.tags: TagTable | None = None
+        self.acquisition: Acquisition | None = None
 
     async def start(self) -> None:
-        """Migrate the database and build the tag table."""
+        """Migrate the database, build the tag table and start acquisition."""
         applied = await asyncio.to_thread(prepare_database, self.site.services.db_url)
         if applied:
             log.info("database %s: applied %s", redact(self.site.services.db_url), applied)
@@ -74,16 +87,38 @@ class ParkServer:
         self.tags = build_tag_table(self.site, self.clock)
         direct = sum(1 for m in self.site.meters if m.gateway is None)
         log.info(
-            "site %s: %d meters (%d on %d gateways, %d direct 4G); acquisition idle",
+            "site %s: %d meters (%d on %d gateways, %d direct 4G)",
             self.site.park.name,
             len(self.site.meters),
             len(self.site.meters) - direct,
             len(self.site.gateways),
             direct,
         )
+        acquisition = Acquisition(
+            self.site, self.tags, clock=self.clock, dialin_listen=self.dialin_listen
+        )
+        try:
+            await acquisition.start(gateway_endpoints=self.gateway_endpoints)
+        except OSError as exc:
+            await acquisition.stop()
+            listen = self.dialin_listen or self.site.services.dialin_listen
+            raise StartupError(
+                f"cannot listen for dial-in devices on {listen}: {exc.strerror or exc}"
+                " (set [services].dialin_listen)"
+            ) from exc
+        self.acquisition = acquisition
+
+    async def stop(self) -> None:
+        """Stop acquisition (links and listener closed)."""
+        if self.acquisition is not None:
+            await self.acquisition.stop()
+            self.acquisition = None
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Start, then run until `stop` is set."""
+        """Start, then run until `stop` is set; stop cleanly."""
         await self.start()
-        await stop.wait()
-        log.info("stopping")
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            await self.stop()

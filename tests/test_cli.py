@@ -65,7 +65,7 @@ def test_run_serves_until_sigterm(tmp_path: Path, db_url: str) -> None:
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
-            if "acquisition idle" in line:
+            if "acquisition started" in line:
                 break
         else:
             pytest.fail("server exited before it was ready")
