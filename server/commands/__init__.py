@@ -2,6 +2,7 @@
 
 from server.commands.dispatch import CommandDispatcher, DispatchReport, ExecutionError, Executor
 from server.commands.events import CHANNELS, CommandEvent, CommandEvents
+from server.commands.executor import ChannelExecutor
 from server.commands.kinds import KINDS, register_write, slot, validate_params
 from server.commands.outbox import (
     CommandOutbox,
@@ -29,6 +30,7 @@ __all__ = [
     "KINDS",
     "STATES",
     "TRANSITIONS",
+    "ChannelExecutor",
     "Claim",
     "Command",
     "CommandDispatcher",
