@@ -1,4 +1,9 @@
-"""One parkgrid process: the site, the migrated database, the live tag table and acquisition."""
+"""One parkgrid process: the migrated database, the live tag table, acquisition, alarms, commands.
+
+Start order: migrate, build the tag table, build acquisition and subscribe the alarm stack
+to its pipeline (so the first batch is already evaluated), start acquisition, then the
+command dispatcher over acquisition's channels. Stop runs the other way round.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from config import Site
 from config.values import Endpoint
 from historian.migrate import migrate
 from server.acquisition.service import Acquisition
+from server.alarm_service import AlarmService
 from server.clock import Clock, SystemClock
+from server.command_service import CommandService
 from server.tags import TagTable
 
 log = logging.getLogger(__name__)
@@ -76,6 +83,8 @@ class ParkServer:
         self.gateway_endpoints = dict(gateway_endpoints or {})
         self.tags: TagTable | None = None
         self.acquisition: Acquisition | None = None
+        self.alarms: AlarmService | None = None
+        self.commands: CommandService | None = None
 
     async def start(self) -> None:
         """Migrate the database, build the tag table and start acquisition."""
@@ -97,22 +106,35 @@ class ParkServer:
         acquisition = Acquisition(
             self.site, self.tags, clock=self.clock, dialin_listen=self.dialin_listen
         )
+        self.alarms = AlarmService(self.site, self.tags, acquisition.pipeline, clock=self.clock)
+        self.alarms.start()
         try:
             await acquisition.start(gateway_endpoints=self.gateway_endpoints)
         except OSError as exc:
             await acquisition.stop()
+            await self.stop()
             listen = self.dialin_listen or self.site.services.dialin_listen
             raise StartupError(
                 f"cannot listen for dial-in devices on {listen}: {exc.strerror or exc}"
                 " (set [services].dialin_listen)"
             ) from exc
         self.acquisition = acquisition
+        self.commands = CommandService(
+            self.site, self.tags, acquisition.directory, clock=self.clock
+        )
+        self.commands.start()
 
     async def stop(self) -> None:
-        """Stop acquisition (links and listener closed)."""
+        """Stop commands, acquisition (links and listener closed) and the alarm stack."""
+        if self.commands is not None:
+            await self.commands.stop()
+            self.commands = None
         if self.acquisition is not None:
             await self.acquisition.stop()
             self.acquisition = None
+        if self.alarms is not None:
+            await self.alarms.stop()
+            self.alarms = None
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Start, then run until `stop` is set; stop cleanly."""
