@@ -1,0 +1,1 @@
+"""Prepaid money: the double-entry ledger, receipts and shared-cost allocation."""
