@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -142,3 +145,17 @@ def parse_serial(text: str) -> str:
     if not _SERIAL.fullmatch(text):
         raise ValueError(f"must be 1..20 printable ASCII characters, got {text!r}")
     return text
+
+
+def parse_fields(pairs: Iterable[str], option: str = "--set") -> dict[str, Any]:
+    """KEY=VALUE pairs from a command line; a value that parses as JSON keeps its type."""
+    fields: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} {pair!r}: expected KEY=VALUE")
+        try:
+            fields[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key] = value
+    return fields

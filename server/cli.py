@@ -13,6 +13,7 @@ from pathlib import Path
 
 from config import Site, SiteInvalid, load_site
 from config.values import Endpoint
+from server import command_cli
 from sim import fault_cli
 
 DEFAULT_SITE = Path("var/demo-site")
@@ -224,6 +225,7 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     fault_cli.add_parser(sub, DEFAULT_SITE)
+    command_cli.add_parser(sub, DEFAULT_SITE)
 
     bench = sub.add_parser("bench", help="run benchmarks; writes var/bench/NAME.json")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from config import SiteInvalid, load_site
-from config.values import parse_endpoint
+from config.values import parse_endpoint, parse_fields
 
 TIMEOUT_S = 10.0
 
@@ -44,20 +44,6 @@ def add_parser(sub: Any, default_site: Path) -> None:
     clear.add_argument("--meter")
     clear.add_argument("--gateway")
     fault.set_defaults(func=run)
-
-
-def _fields(pairs: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs as JSON fields; a value that parses as JSON keeps its type."""
-    fields: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
-        try:
-            fields[key] = json.loads(value)
-        except json.JSONDecodeError:
-            fields[key] = value
-    return fields
 
 
 def request(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -95,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "list":
             answer = request(base, "GET", "/faults")
         elif args.action == "add":
-            body: dict[str, Any] = {"kind": args.kind, **_fields(args.set)}
+            body: dict[str, Any] = {"kind": args.kind, **parse_fields(args.set)}
             if args.meter:
                 body["meters"] = args.meter
             if args.gateway:

@@ -14,6 +14,7 @@ import pytest
 
 from config import load_site
 from config.values import Endpoint
+from server.cli import main as cli
 from server.process import ParkServer
 from server.tags import CommState
 from sim.runner import Simulator
@@ -54,7 +55,7 @@ def fast_site(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> P
 
 
 def test_command_reaches_the_relay_and_an_alarm_is_journaled(
-    run: Run, fast_site: Path, db_url: str
+    run: Run, fast_site: Path, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site = load_site(fast_site)
     port = _free_port()
@@ -85,6 +86,24 @@ def test_command_reaches_the_relay_and_an_alarm_is_journaled(
             await _until(lambda: outbox.get(command.id).state == "done", 15, "relay_open done")
             assert not sim.fleet.tags([e1])["relay"][0]
 
+            # The operator's command line beside the running server: enqueue, then follow.
+            argv = [
+                "command",
+                "--site",
+                str(fast_site),
+                "--actor",
+                "op1",
+                "send",
+                "relay_close",
+                "--meter",
+                "E0001",
+                "--wait",
+                "15",
+            ]
+            assert await asyncio.to_thread(cli, argv) == 0
+            assert sim.fleet.tags([e1])["relay"][0]
+            assert "relay_close E0001: done" in capsys.readouterr().out
+
             sim.fleet.faults.phase_loss(sim.fleet.faults.rows_of(["P0001"]), "B")
             sim.image.invalidate()
             engine = server.alarms.engine
@@ -104,3 +123,33 @@ def test_command_reaches_the_relay_and_an_alarm_is_journaled(
         )
         assert [r[0] for r in cur.fetchall()][:1] == ["unacked"]
     conn.close()
+
+
+def test_command_cli_refuses_bad_requests(
+    fast_site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["command", "--site", str(fast_site), "send"]
+    assert cli([*base, "relay_open"]) == 1
+    assert "name the meters" in capsys.readouterr().err
+    assert cli([*base, "relay_open", "--meter", "NOPE"]) == 1
+    assert "NOPE" in capsys.readouterr().err
+    assert (
+        cli(
+            [
+                *base,
+                "price_set",
+                "--meter",
+                "E0001",
+                "--param",
+                "sharp_e4=-1",
+                "--param",
+                "peak_e4=1",
+                "--param",
+                "flat_e4=1",
+                "--param",
+                "valley_e4=1",
+            ]
+        )
+        == 1
+    )
+    assert "sharp_e4" in capsys.readouterr().err
