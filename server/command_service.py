@@ -21,10 +21,12 @@ class CommandService:
     def __init__(
         self, site: Site, table: TagTable, directory: ChannelDirectory, *, clock: Clock
     ) -> None:
-        self.conn: psycopg2.extensions.connection = psycopg2.connect(
-            site.services.db_url, connect_timeout=5
-        )
-        self.outbox = CommandOutbox(self.conn, site, clock=clock, tags=table)
+        url = site.services.db_url
+
+        def connect() -> psycopg2.extensions.connection:
+            return psycopg2.connect(url, connect_timeout=5)
+
+        self.outbox = CommandOutbox(connect(), site, clock=clock, tags=table, reconnect=connect)
         executor = ChannelExecutor(directory, clock=clock, tz=ZoneInfo(site.park.timezone))
         self.dispatcher = CommandDispatcher(self.outbox, executor)
         self._stop = asyncio.Event()
@@ -41,4 +43,4 @@ class CommandService:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        self.conn.close()
+        self.outbox.close()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg2
 import psycopg2.extensions
 
 from config.model import Site
@@ -87,6 +88,8 @@ class CommandOutbox:
     Every method takes an optional `cur`: given, it works inside the caller's transaction
     and neither commits nor publishes (call `publish(result.events)` after your commit);
     without it, it runs in its own transaction on `conn` and publishes after the commit.
+    With `reconnect`, a connection lost to a database restart is replaced on the next call
+    (the call that met the loss still fails, so its caller retries as for any error).
     """
 
     def __init__(
@@ -98,8 +101,10 @@ class CommandOutbox:
         tags: TagTable | None = None,
         policy: RetryPolicy | None = None,
         events: CommandEvents | None = None,
+        reconnect: Callable[[], psycopg2.extensions.connection] | None = None,
     ) -> None:
         self._conn = conn
+        self._reconnect = reconnect
         self.site = site
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.tags = tags
@@ -107,14 +112,27 @@ class CommandOutbox:
         self.events = events if events is not None else CommandEvents()
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the outbox's own connection (the one in use after any reconnect)."""
+        with self._lock:
+            self._conn.close()
+
     @contextmanager
     def transaction(self, cur: Cursor | None = None) -> Iterator[Cursor]:
         """`cur` as it is, or a cursor in a new transaction on the outbox's connection."""
         if cur is not None:
             yield cur
             return
-        with self._lock, self._conn, self._conn.cursor() as own:
-            yield own
+        with self._lock:
+            if self._conn.closed and self._reconnect is not None:
+                self._conn = self._reconnect()
+            try:
+                with self._conn, self._conn.cursor() as own:
+                    yield own
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                if self._reconnect is not None:
+                    self._conn.close()
+                raise
 
     def _finish(self, cur: Cursor | None, events: Sequence[CommandEvent]) -> None:
         if cur is None:

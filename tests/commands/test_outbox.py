@@ -288,3 +288,27 @@ def test_forced_modes_follow_the_latest_command_and_the_clock(
     assert set(outbox.forced_modes()) == {"E0001"}
     clock.advance(3600)
     assert outbox.forced_modes() == {}
+
+
+def test_a_connection_lost_to_a_restart_is_replaced(
+    db_url: str, site: Site, clock: ManualClock, second_conn: Connection
+) -> None:
+    def connect() -> Connection:
+        return psycopg2.connect(db_url, connect_timeout=5)
+
+    outbox = CommandOutbox(connect(), site, clock=clock, reconnect=connect)
+    try:
+        first = outbox.enqueue("relay_open", {}, "E0001", actor="op", channel="hmi").commands[0]
+        with outbox.transaction() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            row = cur.fetchone()
+        assert row is not None
+        pid = row[0]
+        with second_conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        second_conn.commit()
+        with pytest.raises((psycopg2.OperationalError, psycopg2.InterfaceError)):
+            outbox.get(first.id)
+        assert outbox.get(first.id).state == "pending"  # the next call reconnected
+    finally:
+        outbox.close()
