@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,7 +73,14 @@ class Acquisition:
         startup_window_s: float = 5.0,
         freeze_retry_s: float = 300.0,
         phase_spread: float = 1.0,
+        polled_gateways: Collection[str] | None = None,
+        dialin: bool = True,
     ) -> None:
+        """Poll `polled_gateways` (None: all); with `dialin`, listen for DTUs and 4G meters.
+
+        Scale-out workers poll their share of the Modbus TCP gateways with `dialin=False`;
+        the dial-in side stays in one process.
+        """
         if len(table) != len(site.meters):
             raise ValueError(f"tag table has {len(table)} rows, the site {len(site.meters)} meters")
         self.site = site
@@ -93,6 +100,8 @@ class Acquisition:
             **(intervals or {}),
         }
         self.startup_window_s = startup_window_s
+        self.polled_gateways = None if polled_gateways is None else frozenset(polled_gateways)
+        self.dialin = dialin
         self.phase_spread = min(max(phase_spread, 0.0), 1.0)  # 0: every group on the same beat
         self.freeze_retry_s = freeze_retry_s
         self.pipeline = BatchPipeline(table)
@@ -128,7 +137,7 @@ class Acquisition:
 
     async def listen(self) -> int | None:
         """Open the dial-in listener (if the site has dial-in devices); its bound port."""
-        if self.listener is not None:
+        if self.listener is not None or not self.dialin:
             return self.dialin_port
         needs_listener = any(g.kind == "dtu" for g in self.site.gateways) or bool(
             self.site.direct_meters()
@@ -197,7 +206,7 @@ class Acquisition:
 
     def _build_groups(self) -> None:
         channels: dict[str, MeterChannel] = {}
-        gateways = [g for g in self.site.gateways if self._polled(g)]
+        gateways = [g for g in self.site.gateways if self._chosen(g) and self._polled(g)]
         count = len(gateways) + 1
         for index, gateway in enumerate(gateways):
             line = SharedLine(self._port(gateway))
@@ -219,6 +228,12 @@ class Acquisition:
             for member in direct:
                 channels[member.meter_id] = member.channel
         self.directory = ChannelDirectory(channels, {m: self.profiles[m] for m in channels})
+
+    def _chosen(self, gateway: Gateway) -> bool:
+        """Whether this process polls `gateway`: in `polled_gateways`, and reachable from here."""
+        if self.polled_gateways is not None and gateway.id not in self.polled_gateways:
+            return False
+        return self.dialin or gateway.kind != "dtu"
 
     def _polled(self, gateway: Gateway) -> bool:
         if gateway.protocol == "modbus_rtu":
