@@ -1,4 +1,4 @@
-"""The `parkgrid` command line: gen-site, check-config, run, sim, demo and bench."""
+"""The `parkgrid` command line: gen-site, check-config, run, sim, demo, account, pay, bench."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from config import Site, SiteInvalid, load_site
 from config.values import Endpoint
-from server import command_cli
+from server import account_cli, command_cli, pay_cli
 from sim import fault_cli
 
 DEFAULT_SITE = Path("var/demo-site")
@@ -226,6 +226,8 @@ def parser() -> argparse.ArgumentParser:
 
     fault_cli.add_parser(sub, DEFAULT_SITE)
     command_cli.add_parser(sub, DEFAULT_SITE)
+    account_cli.add_parser(sub, DEFAULT_SITE)
+    pay_cli.add_parser(sub, DEFAULT_SITE)
 
     bench = sub.add_parser("bench", help="run benchmarks; writes var/bench/NAME.json")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -1,8 +1,12 @@
-"""One parkgrid process: the migrated database, the live tag table, acquisition, alarms, commands.
+"""One parkgrid process: the database, the tag table, acquisition, alarms, prepaid, commands, web.
 
 Start order: migrate, build the tag table, build acquisition and subscribe the alarm stack
-to its pipeline (so the first batch is already evaluated), start acquisition, then the
-command dispatcher over acquisition's channels. Stop runs the other way round.
+and the prepaid engine to its pipeline (so the first batch is already evaluated and
+settled), start acquisition, then the command dispatcher over acquisition's channels, and
+last the web application (health, payment callbacks) with its settlement workers, so a
+recharge only arrives once the relay close it causes can be carried out. Stop runs the
+other way round: web (no new payments; workers finish theirs), commands, acquisition,
+prepaid (the batch in progress settles), alarms.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from server.acquisition.service import Acquisition
 from server.alarm_service import AlarmService
 from server.clock import Clock, SystemClock
 from server.command_service import CommandService
+from server.prepaid.ledger import Ledger
+from server.prepaid.payments.callbacks import callback_routes
+from server.prepaid.payments.keys import MerchantKeys, PaymentKeyError
+from server.prepaid.payments.settlement import SettlementWorkers
+from server.prepaid_service import PrepaidService, merchant_names
 from server.tags import TagTable
+from server.web import WebApp
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +86,23 @@ class ParkServer:
         clock: Clock | None = None,
         dialin_listen: Endpoint | None = None,
         gateway_endpoints: Mapping[str, Endpoint] | None = None,
+        hmi_listen: Endpoint | None = None,
     ) -> None:
         self.site = site
         self.clock: Clock = clock or SystemClock()
         self.dialin_listen = dialin_listen
+        self.hmi_listen = hmi_listen or site.services.hmi_listen
         self.gateway_endpoints = dict(gateway_endpoints or {})
         self.tags: TagTable | None = None
         self.acquisition: Acquisition | None = None
         self.alarms: AlarmService | None = None
+        self.prepaid: PrepaidService | None = None
         self.commands: CommandService | None = None
+        self.payments: SettlementWorkers | None = None
+        self.web: WebApp | None = None
 
     async def start(self) -> None:
-        """Migrate the database, build the tag table and start acquisition."""
+        """Migrate, build the tag table, start acquisition, alarms, prepaid, commands and web."""
         applied = await asyncio.to_thread(prepare_database, self.site.services.db_url)
         if applied:
             log.info("database %s: applied %s", redact(self.site.services.db_url), applied)
@@ -108,6 +123,8 @@ class ParkServer:
         )
         self.alarms = AlarmService(self.site, self.tags, acquisition.pipeline, clock=self.clock)
         self.alarms.start()
+        self.prepaid = PrepaidService(self.site, self.tags, acquisition.pipeline, clock=self.clock)
+        self.prepaid.start()
         try:
             await acquisition.start(gateway_endpoints=self.gateway_endpoints)
         except OSError as exc:
@@ -123,15 +140,52 @@ class ParkServer:
             self.site, self.tags, acquisition.directory, clock=self.clock
         )
         self.commands.start()
+        await self._start_web()
+
+    async def _start_web(self) -> None:
+        """The payment settlement workers and the web application serving their callbacks."""
+        assert self.tags is not None and self.prepaid is not None
+        clock, names = self.clock, merchant_names(self.site)
+        try:
+            keys = MerchantKeys.from_site(self.site)
+        except PaymentKeyError as exc:
+            await self.stop()
+            raise StartupError(f"payment keys: {exc}") from exc
+        self.payments = SettlementWorkers(
+            self.site.services.db_url,
+            lambda conn: Ledger(conn, clock=clock, merchant_names=names),
+            clock=clock,
+            follow_up=self.prepaid.follow_up,
+        )
+        routes = callback_routes(self.site, self.payments, keys=keys, clock=clock)
+        web = WebApp(self.hmi_listen, self.site.services.db_url, self.tags, routes)
+        try:
+            web.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"cannot listen for the web application on {self.hmi_listen}:"
+                f" {exc.strerror or exc} (set [services].hmi_listen)"
+            ) from exc
+        self.web = web
 
     async def stop(self) -> None:
-        """Stop commands, acquisition (links and listener closed) and the alarm stack."""
+        """Stop web and payments, commands, acquisition, the prepaid engine and alarms."""
+        if self.web is not None:
+            await self.web.stop()
+            self.web = None
+        if self.payments is not None:
+            await asyncio.to_thread(self.payments.close)
+            self.payments = None
         if self.commands is not None:
             await self.commands.stop()
             self.commands = None
         if self.acquisition is not None:
             await self.acquisition.stop()
             self.acquisition = None
+        if self.prepaid is not None:
+            await self.prepaid.stop()
+            self.prepaid = None
         if self.alarms is not None:
             await self.alarms.stop()
             self.alarms = None

@@ -67,7 +67,12 @@ def test_command_reaches_the_relay_and_an_alarm_is_journaled(
         )
         await sim.start()
         ports = {g: Endpoint("127.0.0.1", sim.modbus_port(g)) for g in sim.modbus}
-        server = ParkServer(site, dialin_listen=listen, gateway_endpoints=ports)
+        server = ParkServer(
+            site,
+            dialin_listen=listen,
+            gateway_endpoints=ports,
+            hmi_listen=Endpoint("127.0.0.1", 0),
+        )
         try:
             await server.start()
             assert server.tags is not None and server.commands is not None

@@ -51,6 +51,24 @@ class RechargeLedger(Protocol):
 
 
 LedgerFactory = Callable[[Connection], RechargeLedger]
+AfterCommit = Callable[[], None]
+
+
+class RechargeFollowUp(Protocol):
+    """What a recharge does to its meter inside the recharge's own transaction.
+
+    `before_recharge` runs before the posting (to take locks in the order settlement takes
+    them); `after_recharge` runs after a new posting (e.g. enqueue the relay close) and may
+    return what to run once the transaction has committed (e.g. publish command events).
+    """
+
+    def before_recharge(self, meter: str, *, cur: Cursor) -> None:
+        """Prepare the meter's recharge in `cur`'s transaction."""
+        ...
+
+    def after_recharge(self, meter: str, posted: Posted, *, cur: Cursor) -> AfterCommit | None:
+        """Act on the new posting in `cur`'s transaction; what to run after the commit."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +95,20 @@ class Settlement:
 
 
 def settle(
-    conn: Connection, ledger: RechargeLedger, notice: PaidNotice, *, clock: Clock
+    conn: Connection,
+    ledger: RechargeLedger,
+    notice: PaidNotice,
+    *,
+    clock: Clock,
+    follow_up: RechargeFollowUp | None = None,
 ) -> Settlement:
     """Check `notice` against its order and, if new, mark it paid and post, in ONE transaction.
 
     The order row is locked first, so concurrent copies of one notification queue behind
-    each other; the ledger's unique provider event id is the second guard.
+    each other; the ledger's unique provider event id is the second guard. `follow_up`
+    acts on the meter (its relay) in the same transaction as the posting.
     """
+    after_commit: AfterCommit | None = None
     with conn, conn.cursor() as cur:
         order = select_order(cur, notice.out_trade_no, for_update=True)
         if order is None:
@@ -105,6 +130,8 @@ def settle(
                     f"not {notice.provider_txn_id}"
                 )
             return Settlement(order.out_trade_no, order.meter, order.amount_fen, duplicate=True)
+        if follow_up is not None:
+            follow_up.before_recharge(order.meter, cur=cur)
         try:
             posted = ledger.post(
                 RECHARGE_KINDS[notice.provider],
@@ -132,6 +159,10 @@ def settle(
             notice.provider_txn_id,
             datetime.fromtimestamp(clock.time(), UTC),
         )
+        if follow_up is not None:
+            after_commit = follow_up.after_recharge(order.meter, posted, cur=cur)
+    if after_commit is not None:
+        after_commit()
     return Settlement(
         order.out_trade_no,
         order.meter,
@@ -163,12 +194,14 @@ class SettlementWorkers:
         *,
         workers: int = 4,
         clock: Clock | None = None,
+        follow_up: RechargeFollowUp | None = None,
     ) -> None:
-        """Settle on up to `workers` connections to `db_url` at once."""
+        """Settle on up to `workers` connections to `db_url` at once; see `settle`."""
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.db_url = db_url
         self.ledger_factory = ledger_factory
+        self.follow_up = follow_up
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="payments-db")
         self._local = threading.local()
@@ -188,7 +221,13 @@ class SettlementWorkers:
     def _settle_blocking(self, notice: PaidNotice) -> Settlement:
         conn = self._connection()
         try:
-            return settle(conn, self.ledger_factory(conn), notice, clock=self.clock)
+            return settle(
+                conn,
+                self.ledger_factory(conn),
+                notice,
+                clock=self.clock,
+                follow_up=self.follow_up,
+            )
         except psycopg2.InterfaceError:
             conn.close()  # a broken connection is replaced on the next call
             raise
