@@ -68,8 +68,9 @@ def _run(args: argparse.Namespace) -> int:
     if site is None:
         return 1
     try:
-        asyncio.run(_until_signalled(ParkServer(site).serve))
-    except StartupError as exc:
+        server = ParkServer(site, acquisition_workers=args.acquisition_workers)
+        asyncio.run(_until_signalled(server.serve))
+    except (StartupError, ValueError) as exc:
         print(f"parkgrid: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -135,12 +136,17 @@ async def _demo_serve(site: Site, args: argparse.Namespace, stop: asyncio.Event)
     from sim.runner import Simulator
 
     began = time.monotonic()
-    simulator = Simulator(site, seed=args.seed, modbus_any_port=True, serve_control=False)
+    # The control API lets `parkgrid fault` and load changes drive the demo's field.
+    simulator = Simulator(site, seed=args.seed, modbus_any_port=True)
     await simulator.start()
     try:
         ports = {g: Endpoint("127.0.0.1", simulator.modbus_port(g)) for g in simulator.modbus}
         server = ParkServer(site, gateway_endpoints=ports)
         await server.start()
+        web = f"http://{server.hmi_listen.host}:{server.web.port if server.web else '-'}"
+        print(f"web (health, payment callbacks): {web}/healthz", flush=True)
+        print(f"simulator control: http://{site.services.sim_control}/healthz", flush=True)
+        print(f"dial-in devices: {site.services.dialin_listen}", flush=True)
         try:
             live_at: float | None = None
             while not stop.is_set():
@@ -189,6 +195,8 @@ def _status_line(status: dict[str, object], elapsed: float) -> str:
 def _bench(args: argparse.Namespace) -> int:
     from bench import run_benchmarks
 
+    if not args.verbose:  # benchmarks start whole parks: one line per device drowns the table
+        logging.getLogger().setLevel(logging.WARNING)
     return run_benchmarks(args.names)
 
 
@@ -209,6 +217,13 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the server for a site")
     run.add_argument("--site", type=Path, default=DEFAULT_SITE)
+    run.add_argument(
+        "--acquisition-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="poll the Modbus TCP gateways in N worker processes over Redis (default: none)",
+    )
     run.set_defaults(func=_run)
 
     sim = sub.add_parser("sim", help="simulate the site's meters over the real protocols")

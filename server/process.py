@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+from redis.exceptions import RedisError
 
 from config import Site
 from config.values import Endpoint
 from historian.migrate import migrate
+from server.acquisition.channels import ChannelDirectory
 from server.acquisition.service import Acquisition
 from server.alarm_service import AlarmService
 from server.clock import Clock, SystemClock
@@ -30,6 +32,7 @@ from server.prepaid.payments.callbacks import callback_routes
 from server.prepaid.payments.keys import MerchantKeys, PaymentKeyError
 from server.prepaid.payments.settlement import SettlementWorkers
 from server.prepaid_service import PrepaidService, merchant_names
+from server.scaleout import WorkerPool, core_gateways
 from server.tags import TagTable
 from server.web import WebApp
 
@@ -87,11 +90,16 @@ class ParkServer:
         dialin_listen: Endpoint | None = None,
         gateway_endpoints: Mapping[str, Endpoint] | None = None,
         hmi_listen: Endpoint | None = None,
+        acquisition_workers: int = 0,
     ) -> None:
         self.site = site
         self.clock: Clock = clock or SystemClock()
         self.dialin_listen = dialin_listen
         self.hmi_listen = hmi_listen or site.services.hmi_listen
+        if acquisition_workers < 0:
+            raise ValueError(f"acquisition workers must be 0 or more, got {acquisition_workers}")
+        self.acquisition_workers = acquisition_workers
+        self.pool: WorkerPool | None = None
         self.gateway_endpoints = dict(gateway_endpoints or {})
         self.tags: TagTable | None = None
         self.acquisition: Acquisition | None = None
@@ -118,8 +126,14 @@ class ParkServer:
             len(self.site.gateways),
             direct,
         )
+        # With workers, the core keeps the dial-in side; the workers poll Modbus TCP.
+        polled = core_gateways(self.site) if self.acquisition_workers else None
         acquisition = Acquisition(
-            self.site, self.tags, clock=self.clock, dialin_listen=self.dialin_listen
+            self.site,
+            self.tags,
+            clock=self.clock,
+            dialin_listen=self.dialin_listen,
+            polled_gateways=polled,
         )
         self.alarms = AlarmService(self.site, self.tags, acquisition.pipeline, clock=self.clock)
         self.alarms.start()
@@ -136,11 +150,37 @@ class ParkServer:
                 " (set [services].dialin_listen)"
             ) from exc
         self.acquisition = acquisition
-        self.commands = CommandService(
-            self.site, self.tags, acquisition.directory, clock=self.clock
-        )
+        directory = acquisition.directory
+        if self.acquisition_workers:
+            directory = await self._start_workers(acquisition)
+        self.commands = CommandService(self.site, self.tags, directory, clock=self.clock)
         self.commands.start()
         await self._start_web()
+
+    async def _start_workers(self, acquisition: Acquisition) -> ChannelDirectory:
+        """Start the worker processes; commands then reach meters through the pool."""
+        assert self.tags is not None
+        pool = WorkerPool(
+            self.site,
+            self.tags,
+            acquisition.pipeline,
+            workers=self.acquisition_workers,
+            redis_url=self.site.services.redis_url,
+            clock=self.clock,
+            gateway_endpoints=self.gateway_endpoints or None,
+            local_directory=lambda: acquisition.directory,
+        )
+        try:
+            await pool.start()
+        except (OSError, RedisError) as exc:
+            await pool.stop()
+            await self.stop()
+            raise StartupError(
+                f"cannot start {self.acquisition_workers} acquisition worker(s) with Redis at"
+                f" {redact(self.site.services.redis_url)}: {exc} (set PARKGRID_REDIS_URL)"
+            ) from exc
+        self.pool = pool
+        return pool.directory
 
     async def _start_web(self) -> None:
         """The payment settlement workers and the web application serving their callbacks."""
@@ -180,6 +220,9 @@ class ParkServer:
         if self.commands is not None:
             await self.commands.stop()
             self.commands = None
+        if self.pool is not None:
+            await self.pool.stop()
+            self.pool = None
         if self.acquisition is not None:
             await self.acquisition.stop()
             self.acquisition = None

@@ -18,6 +18,7 @@ from server.cli import main as cli
 from server.process import ParkServer
 from server.tags import CommState
 from sim.runner import Simulator
+from tests.conftest import TEST_REDIS_URL
 
 Run = Callable[[Awaitable[Any]], Any]
 SMALL = Path(__file__).resolve().parents[2] / "config" / "examples" / "small"
@@ -158,3 +159,47 @@ def test_command_cli_refuses_bad_requests(
         == 1
     )
     assert "sharp_e4" in capsys.readouterr().err
+
+
+def test_acquisition_workers_poll_and_carry_commands(
+    run: Run, fast_site: Path, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARKGRID_REDIS_URL", TEST_REDIS_URL)
+    site = load_site(fast_site)
+    listen = Endpoint("127.0.0.1", _free_port())
+
+    async def serve() -> None:
+        sim = Simulator(
+            site, dialin=listen, modbus_any_port=True, serve_control=False, backoff_s=(0.05, 0.2)
+        )
+        await sim.start()
+        ports = {g: Endpoint("127.0.0.1", sim.modbus_port(g)) for g in sim.modbus}
+        server = ParkServer(
+            site,
+            dialin_listen=listen,
+            gateway_endpoints=ports,
+            hmi_listen=Endpoint("127.0.0.1", 0),
+            acquisition_workers=1,
+        )
+        try:
+            await server.start()
+            assert server.tags is not None and server.commands is not None
+            assert server.pool is not None
+            tags, outbox = server.tags, server.commands.outbox
+            p1, e1 = site.meter_row("P0001"), site.meter_row("E0001")
+            # P0001 sits behind the Modbus TCP gateway the worker polls; E0001 dials in.
+            await _until(
+                lambda: tags.comm[p1] == CommState.ONLINE and tags.comm[e1] == CommState.ONLINE,
+                30,
+                "P0001 (worker) and E0001 (core) online",
+            )
+            command = outbox.enqueue(
+                "relay_open", {}, "P0001", actor="tester", channel="cli"
+            ).commands[0]
+            await _until(lambda: outbox.get(command.id).state == "done", 30, "relay_open done")
+            assert not sim.fleet.tags([p1])["relay"][0]
+        finally:
+            await server.stop()
+            await sim.stop()
+
+    run(serve())
