@@ -1,12 +1,13 @@
 """One parkgrid process: the database, the tag table, acquisition, alarms, prepaid, commands, web.
 
-Start order: migrate, build the tag table, build acquisition and subscribe the alarm stack
-and the prepaid engine to its pipeline (so the first batch is already evaluated and
-settled), start acquisition, then the command dispatcher over acquisition's channels, and
-last the web application (health, payment callbacks) with its settlement workers, so a
-recharge only arrives once the relay close it causes can be carried out. Stop runs the
-other way round: web (no new payments; workers finish theirs), commands, acquisition,
-prepaid (the batch in progress settles), alarms.
+Start order: migrate, build the tag table, build acquisition and subscribe the alarm stack,
+the prepaid engine and the historian writer to its pipeline (so the first batch is already
+evaluated, settled and stored), start acquisition, then the command dispatcher over
+acquisition's channels (or the worker pool's), and last the web application (health,
+payment callbacks) with its settlement workers, so a recharge only arrives once the relay
+close it causes can be carried out. Stop runs the other way round: web (no new payments;
+workers finish theirs), commands, acquisition, historian (what is queued is written or
+spooled), prepaid (the batch in progress settles), alarms.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from redis.exceptions import RedisError
 from config import Site
 from config.values import Endpoint
 from historian.migrate import migrate
+from historian.writer import HistorianWriter
 from server.acquisition.channels import ChannelDirectory
 from server.acquisition.service import Acquisition
 from server.alarm_service import AlarmService
@@ -100,6 +102,7 @@ class ParkServer:
             raise ValueError(f"acquisition workers must be 0 or more, got {acquisition_workers}")
         self.acquisition_workers = acquisition_workers
         self.pool: WorkerPool | None = None
+        self.historian: HistorianWriter | None = None
         self.gateway_endpoints = dict(gateway_endpoints or {})
         self.tags: TagTable | None = None
         self.acquisition: Acquisition | None = None
@@ -139,6 +142,14 @@ class ParkServer:
         self.alarms.start()
         self.prepaid = PrepaidService(self.site, self.tags, acquisition.pipeline, clock=self.clock)
         self.prepaid.start()
+        self.historian = HistorianWriter(
+            self.site.services.db_url,
+            clock=self.clock,
+            spool_dir=self.site.services.var_dir / "spool",
+            meter_ids=[m.id for m in self.site.meters],
+        )
+        acquisition.pipeline.subscribe("historian", self.historian, name="historian")
+        self.historian.start()
         try:
             await acquisition.start(gateway_endpoints=self.gateway_endpoints)
         except OSError as exc:
@@ -226,6 +237,9 @@ class ParkServer:
         if self.acquisition is not None:
             await self.acquisition.stop()
             self.acquisition = None
+        if self.historian is not None:
+            await asyncio.to_thread(self.historian.stop)
+            self.historian = None
         if self.prepaid is not None:
             await self.prepaid.stop()
             self.prepaid = None

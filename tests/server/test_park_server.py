@@ -52,6 +52,7 @@ def fast_site(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> P
     text = text.replace("phase_loss_delay_s = 10", "phase_loss_delay_s = 1")
     toml.write_text(text, encoding="utf-8")
     monkeypatch.setenv("PARKGRID_DB_URL", db_url)
+    monkeypatch.setenv("PARKGRID_VAR_DIR", str(tmp_path / "var"))
     return folder
 
 
