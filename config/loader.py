@@ -15,7 +15,7 @@ from config.errors import METERS_CSV, SITE_TOML, ConfigError, ErrorLog, SiteInva
 from config.merchants import read_merchants
 from config.meters_csv import SiteRefs, read_meters
 from config.model import Meter, Site
-from config.settings import read_acquisition, read_park, read_services
+from config.settings import check_group_meters, read_acquisition, read_park, read_services
 from config.site_toml import read_areas, read_gateways, read_notify, read_routes, read_users
 from config.tariff_toml import read_tariffs
 from config.toml_lines import TomlLines
@@ -103,12 +103,13 @@ def _build(
     root = TomlTable(data, (), log)
     park = read_park(root)
     services = read_services(root, env, log)
-    acquisition = read_acquisition(root)
     merchants = read_merchants(root, folder)
     merchant_ids = {merchant.id for merchant in merchants}
     areas = read_areas(root, merchant_ids)
     area_ids = {area.id for area in areas}
     gateways = read_gateways(root, area_ids)
+    gateway_ids = {gateway.id for gateway in gateways}
+    acquisition, group_meters = read_acquisition(root, area_ids, gateway_ids)
     tariffs = read_tariffs(root)
     alarms, meter_overrides = read_alarms(root, area_ids)
     routes = read_routes(root, area_ids)
@@ -132,6 +133,7 @@ def _build(
             for table, meter_id in meter_overrides:
                 if meter_id not in meter_ids:
                     table.error("meter", f"unknown meter {meter_id}")
+            check_group_meters(log, group_meters, meter_ids)
     return Site(
         folder=folder,
         park=park,

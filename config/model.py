@@ -56,6 +56,7 @@ class Acquisition:
     prepaid_s: int = 86400
     clock_drift_limit_s: int = 30
     request_timeout_ms: int = 1000
+    groups: tuple[ScanGroup, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,3 +377,37 @@ class SiteNotify:
 
     settings: NotifySettings = field(default_factory=NotifySettings)
     oncall: tuple[OnCallShift, ...] = ()
+
+
+SCAN_PERIODS: Final = ("realtime_s", "energy_s", "prepaid_s")
+SCAN_SELECTORS: Final = ("meters", "gateway", "area")  # the first that sets a period wins
+
+
+@dataclass(frozen=True, slots=True)
+class ScanGroup:
+    """An [[acquisition.groups]] entry: scan-class periods for an area, a gateway or meters.
+
+    Exactly one of `area`, `gateway` and `meters` selects; a period left None keeps the
+    value of a group further down SCAN_SELECTORS, or the site's.
+    """
+
+    area: str | None = None
+    gateway: str | None = None
+    meters: tuple[str, ...] = ()
+    realtime_s: int | None = None
+    energy_s: int | None = None
+    prepaid_s: int | None = None
+
+    @property
+    def selector(self) -> tuple[str, tuple[str, ...]]:
+        """(kind, ids) of what the group selects: ("area", (id,)), ("gateway", …) or meters."""
+        if self.meters:
+            return "meters", self.meters
+        if self.gateway is not None:
+            return "gateway", (self.gateway,)
+        return "area", (self.area or "",)
+
+    def period(self, key: str) -> int | None:
+        """The group's value of `key` (one of SCAN_PERIODS), None when it keeps the default."""
+        value: int | None = getattr(self, key)
+        return value

@@ -15,6 +15,12 @@ The direct 4G group differs in three ways, all data-driven by its classes: its m
 each have their own line (so up to `parallel` of them are read side by side); its
 `poll_block` class reads only the meters whose pushed upload is overdue (`stale`); and it
 sets meter clocks with the 0x93 frame (`time_setter`).
+
+A group of a DL/T 645 gateway reads through a `Dlt645Reader` (DI by DI, from the read
+plan) instead of registers, and submits the same batches.
+
+Intervals may differ between the members of one group (a meters group in the site's
+[[acquisition.groups]]): each pass reads, per class, the subset of members that is due.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ import numpy.typing as npt
 
 from config.catalogue import TagCatalogue
 from config.profile import FREEZE, POLL_BLOCK, RegisterProfile
-from protocols.link_errors import LinkDown, LinkError, LinkTimeout, ModbusException
+from protocols.errors import ProtocolError
+from protocols.link_errors import (
+    Dlt645Refused,
+    LinkDown,
+    LinkError,
+    LinkTimeout,
+    ModbusException,
+)
 from server.acquisition.channels import LineChannel, SharedLine
 from server.acquisition.clock_sync import CLOCK_TAG, ClockSync, clock_field, decode_clock
 from server.acquisition.comm import CommTracker
@@ -45,8 +58,9 @@ from server.acquisition.decoding import (
     group_batches,
     poll_block_groups,
 )
+from server.acquisition.dlt645_reads import Dlt645Reader
 from server.acquisition.pipeline import BatchPipeline, FreezeReadings
-from server.acquisition.schedule import FreezeSchedule, ScanSchedule
+from server.acquisition.schedule import FreezeSchedule, Intervals, ScanSchedule
 from server.clock import Clock
 from server.tags import StatusCode
 
@@ -104,7 +118,7 @@ def status_of(exc: BaseException) -> int:
         return StatusCode.BAD_NOT_CONNECTED
     if isinstance(exc, LinkTimeout):
         return StatusCode.BAD_TIMEOUT
-    if isinstance(exc, ModbusException):
+    if isinstance(exc, ModbusException | Dlt645Refused):
         return StatusCode.BAD_DEVICE_FAILURE
     return StatusCode.BAD_COMMUNICATION_ERROR
 
@@ -122,7 +136,7 @@ class PollGroup:
         comm: CommTracker,
         clock: Clock,
         tz: tzinfo,
-        intervals: dict[str, float],
+        intervals: Intervals,
         phase: float = 0.0,
         freeze_retry_s: float = 600.0,
         clock_sync: ClockSync | None = None,
@@ -132,8 +146,10 @@ class PollGroup:
         ready: Callable[[], bool] | None = None,
         parallel: int = 1,
         startup_window_s: float = 5.0,
+        dlt645: Dlt645Reader | None = None,
     ) -> None:
         self.name = name
+        self.dlt645 = dlt645
         self.kind = kind
         self.members = tuple(members)
         self.pipeline = pipeline
@@ -142,7 +158,13 @@ class PollGroup:
         self.tz = tz
         self.catalogue: TagCatalogue = pipeline.table.catalogue
         now = clock.time()
-        self.schedule = ScanSchedule(intervals, now, phase=phase, startup_window_s=startup_window_s)
+        self.schedule = ScanSchedule(
+            intervals,
+            now,
+            members=len(self.members),
+            phase=phase,
+            startup_window_s=startup_window_s,
+        )
         self.freeze = FreezeSchedule(len(self.members), tz, now, retry_s=freeze_retry_s)
         # the freeze comes after the first realtime scan, in the same spread start-up window
         self.freeze.next_try = now + phase * startup_window_s + min(startup_window_s, 1.0)
@@ -203,46 +225,60 @@ class PollGroup:
             return []
         reports = []
         for scan_class in self.schedule.due(self.clock.time()):
-            reports.append(await self.scan(scan_class))
-            self.schedule.done(scan_class, self.clock.time())
+            chosen = self.schedule.due_members(scan_class, self.clock.time())
+            reports.append(await self.scan(scan_class, chosen))
+            self.schedule.done(scan_class, self.clock.time(), chosen)
         if self.freeze_enabled and self.freeze.due(self.clock.time()):
             reports.append(await self.scan(FREEZE))
         return reports
 
     # -- one scan ------------------------------------------------------------------------------
 
-    async def scan(self, scan_class: str) -> ScanReport:
-        """Read, decode and submit one scan class for the members it concerns; never raises."""
+    async def scan(
+        self, scan_class: str, members: npt.NDArray[np.int64] | None = None
+    ) -> ScanReport:
+        """Read, decode and submit one scan class for `members` (positions; None: all).
+
+        The freeze and the poll block narrow that further, to the members still owing the
+        month's block and those whose upload is overdue. Never raises.
+        """
         began, at = time.perf_counter(), self.clock.time()
+        if members is None:
+            members = np.arange(len(self.members), dtype=np.int64)
         try:
-            good, bad = await self._scan(scan_class, at)
+            good, bad = await self._scan(scan_class, at, members)
         except Exception as exc:
             self._log_error(f"{scan_class} scan", exc)
-            good, bad = 0, len(self.members)
+            good, bad = 0, len(members)
         report = ScanReport(self.name, scan_class, at, time.perf_counter() - began, good, bad)
         self.last[scan_class] = report
         return report
 
-    async def _scan(self, scan_class: str, at: float) -> tuple[int, int]:
-        chosen = np.arange(len(self.members), dtype=np.int64)
+    async def _scan(
+        self, scan_class: str, at: float, chosen: npt.NDArray[np.int64]
+    ) -> tuple[int, int]:
         if scan_class == FREEZE:
-            chosen = np.flatnonzero(self.freeze.pending).astype(np.int64)
+            chosen = chosen[self.freeze.pending[chosen]]
         elif scan_class == POLL_BLOCK and self.stale is not None:
             chosen = chosen[self.stale(self.rows, at)]
         if not len(chosen):
             return 0, 0
         members = [self.members[i] for i in chosen.tolist()]
-        models = ModelRows(
-            [m.profile for m in members],
-            np.array([m.pt for m in members], np.float64),
-            np.array([m.ct for m in members], np.float64),
-        )
-        raw = np.zeros((len(members), models.width(scan_class)), np.uint16)
         codes = np.zeros(len(members), np.uint32)
         stamps = np.full(len(members), at)
-        await self._read_all(members, scan_class, raw, codes, stamps)
-        now = self.clock.time()
-        columns = decode_scan(models, scan_class, raw, codes, self.tz, now)
+        if self.dlt645 is not None:
+            columns = await self._read_dlt645(self.dlt645, members, scan_class, codes, stamps)
+            now = self.clock.time()
+        else:
+            models = ModelRows(
+                [m.profile for m in members],
+                np.array([m.pt for m in members], np.float64),
+                np.array([m.ct for m in members], np.float64),
+            )
+            raw = np.zeros((len(members), models.width(scan_class)), np.uint16)
+            await self._read_all(members, scan_class, raw, codes, stamps)
+            now = self.clock.time()
+            columns = decode_scan(models, scan_class, raw, codes, self.tz, now)
         rows = self.rows[chosen]
         ok = codes == GOOD
         if scan_class == FREEZE:
@@ -311,6 +347,39 @@ class PollGroup:
                 self._log_error(f"read of {m.meter_id}", exc)
                 codes[i] = StatusCode.BAD_COMMUNICATION_ERROR
             stamps[i] = self.clock.time()
+
+    async def _read_dlt645(
+        self,
+        reader: Dlt645Reader,
+        members: list[Member],
+        scan_class: str,
+        codes: npt.NDArray[np.uint32],
+        stamps: npt.NDArray[np.float64],
+    ) -> dict[str, npt.NDArray[np.generic]]:
+        """Read the plan's DIs from each member in turn; a line found down fails the rest."""
+        columns = reader.columns(scan_class, len(members))
+        down: int | None = None
+        for i, m in enumerate(members):
+            if down is not None:
+                codes[i] = down
+                continue
+            try:
+                values = await reader.read_meter(m.meter_id, scan_class, m.pt, m.ct)
+            except LinkError as exc:
+                codes[i] = status_of(exc)
+                if isinstance(exc, LinkDown):
+                    down = codes[i]
+            except ProtocolError as exc:
+                self._log_error(f"decoding of {m.meter_id}", exc)
+                codes[i] = StatusCode.BAD_DECODING_ERROR
+            except Exception as exc:
+                self._log_error(f"read of {m.meter_id}", exc)
+                codes[i] = StatusCode.BAD_COMMUNICATION_ERROR
+            else:
+                for tag, value in values.items():
+                    columns[tag][i] = value
+            stamps[i] = self.clock.time()
+        return columns
 
     @staticmethod
     def _blocks(profile: RegisterProfile, scan_class: str) -> list[tuple[int, int]]:

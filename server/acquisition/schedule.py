@@ -6,6 +6,10 @@ of firing together. The first scan of every class comes within `startup_window_s
 the window) so that a freshly started server fills the table at once. A scan that overran
 its interval skips the missed slots rather than running back to back.
 
+Intervals are per member (a meters group may scan one meter of a gateway faster than the
+rest): each member has its own next time, members sharing an interval stay in step, and
+a scan reads the due subset, picked with one array comparison.
+
 The monthly freeze is read after 00:00 local time on the 1st (and once at start, since the
 server may have been down then): every meter is pending until it answers with the block
 of the month that just ended; the others are retried every `retry_s`.
@@ -14,8 +18,9 @@ of the month that just ended; the others are retried every `retry_s`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
-from typing import Final
+from typing import Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -31,47 +36,63 @@ def group_phase(index: int, count: int) -> float:
     return (index * 0.6180339887498949) % 1.0
 
 
+Intervals: TypeAlias = Mapping[str, float | npt.NDArray[np.float64]]
+
+
 class ScanSchedule:
-    """Due times of a group's periodic scan classes."""
+    """Due times of a group's periodic scan classes, member by member."""
 
     def __init__(
         self,
-        intervals: dict[str, float],
+        intervals: Intervals,
         now: float,
         *,
+        members: int = 1,
         phase: float = 0.0,
         startup_window_s: float = 5.0,
     ) -> None:
+        """`intervals`: per class one interval for every member, or an array of `members`."""
+        self.members = members
+        self.intervals: dict[str, npt.NDArray[np.float64]] = {}
         for name, interval in intervals.items():
-            if not math.isfinite(interval) or interval < MIN_INTERVAL_S:
-                raise ValueError(f"scan class {name}: interval must be >= 1 s, got {interval!r}")
+            column = np.broadcast_to(np.asarray(interval, np.float64), (members,)).copy()
+            if not np.all(np.isfinite(column)) or np.any(column < MIN_INTERVAL_S):
+                bad = column[~(np.isfinite(column) & (column >= MIN_INTERVAL_S))][0]
+                raise ValueError(f"scan class {name}: interval must be >= 1 s, got {bad!r}")
+            self.intervals[name] = column
         if not 0.0 <= phase < 1.0:
             raise ValueError(f"phase must be in [0, 1), got {phase!r}")
-        self.intervals = dict(intervals)
         self.phase = phase
         self.anchor = now
         window = max(0.0, startup_window_s)
-        self._next = {c: now + phase * min(i, window) for c, i in self.intervals.items()}
+        self._next = {c: now + phase * np.minimum(i, window) for c, i in self.intervals.items()}
 
     def due(self, now: float) -> list[str]:
-        """The classes due at `now`, in scan order."""
-        return [c for c in SCAN_ORDER if c in self._next and self._next[c] <= now]
+        """The classes with a member due at `now`, in scan order."""
+        return [c for c in SCAN_ORDER if c in self._next and bool((self._next[c] <= now).any())]
 
-    def done(self, scan_class: str, now: float) -> None:
-        """`scan_class` ran at `now`: its next slot is the first one after `now`."""
-        interval = self.intervals[scan_class]
+    def due_members(self, scan_class: str, now: float) -> npt.NDArray[np.int64]:
+        """Positions of the members whose `scan_class` is due at `now`."""
+        return np.flatnonzero(self._next[scan_class] <= now).astype(np.int64)
+
+    def done(
+        self, scan_class: str, now: float, members: npt.NDArray[np.int64] | None = None
+    ) -> None:
+        """`scan_class` ran at `now` for `members` (None: all): their next slot is after `now`."""
+        chosen = slice(None) if members is None else members
+        interval = self.intervals[scan_class][chosen]
         start = self.anchor + self.phase * interval
-        k = math.floor((now - start) / interval) + 1
-        self._next[scan_class] = start + max(k, 1) * interval
+        k = np.floor((now - start) / interval) + 1
+        self._next[scan_class][chosen] = start + np.maximum(k, 1) * interval
 
     def trigger(self, scan_class: str, now: float) -> None:
-        """Make `scan_class` due at `now` (a link came back, or a full scan is asked for)."""
+        """Make `scan_class` due at `now` for every member (a link came back, a full scan)."""
         if scan_class in self._next:
-            self._next[scan_class] = min(self._next[scan_class], now)
+            np.minimum(self._next[scan_class], now, out=self._next[scan_class])
 
     def next_time(self) -> float:
-        """When the next class falls due."""
-        return min(self._next.values(), default=math.inf)
+        """When the next class falls due (for some member)."""
+        return min((float(n.min()) for n in self._next.values() if len(n)), default=math.inf)
 
 
 def local_month(now: float, tz: tzinfo) -> tuple[int, int]:

@@ -11,7 +11,14 @@ maximum demand is a 15-minute window kept by the meter, so the energy period los
 it), `prepaid` every `prepaid_s` followed by a clock check, and the monthly `freeze`. The
 direct 4G meters push realtime and energy data in their uploads; their group polls the
 poll block only for meters whose upload is overdue, and polls `prepaid` and `freeze`.
-Gateways speaking DL/T 645 are not polled yet: the start logs them by name.
+DTU gateways speaking DL/T 645 are polled DI by DI from the read plan
+(config/dlt645_reads.toml), for the classes it names; they have no freeze read or clock
+check yet. A Modbus TCP gateway with DL/T 645 meters is not polled: the start logs it.
+
+The periods come from `[acquisition]` and its `[[acquisition.groups]]` (per area, gateway
+or meters; see config/SITE_FORMAT.md), resolved per meter; a poll group whose meters
+differ scans each class for the due subset only. `intervals` (tests, benches, scale-out
+workers) overrides a class for every meter.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from config.dlt645_plan import Dlt645Plan, default_plan
 from config.model import Gateway, Site
 from config.profile import POLL_BLOCK, RegisterProfile, load_profile
 from config.values import Endpoint
@@ -43,8 +51,10 @@ from server.acquisition.channels import (
 )
 from server.acquisition.clock_sync import ClockSync, wall_time
 from server.acquisition.comm import CommTracker
+from server.acquisition.dlt645_reads import Dlt645Reader
 from server.acquisition.pipeline import BatchPipeline, GatewayEvent
 from server.acquisition.poll_group import DIRECT_KIND, Member, PollGroup, ScanReport
+from server.acquisition.scan_periods import site_class_intervals
 from server.acquisition.schedule import group_phase
 from server.acquisition.uploads import UploadPath
 from server.clock import Clock, SystemClock
@@ -75,6 +85,7 @@ class Acquisition:
         phase_spread: float = 1.0,
         polled_gateways: Collection[str] | None = None,
         dialin: bool = True,
+        dlt645_plan: Dlt645Plan | None = None,
     ) -> None:
         """Poll `polled_gateways` (None: all); with `dialin`, listen for DTUs and 4G meters.
 
@@ -99,9 +110,12 @@ class Acquisition:
             "prepaid": float(acq.prepaid_s),
             **(intervals or {}),
         }
+        self.overridden = frozenset(intervals or {})
+        self.member_intervals = site_class_intervals(site)
         self.startup_window_s = startup_window_s
         self.polled_gateways = None if polled_gateways is None else frozenset(polled_gateways)
         self.dialin = dialin
+        self.dlt645_plan = dlt645_plan or default_plan()
         self.phase_spread = min(max(phase_spread, 0.0), 1.0)  # 0: every group on the same beat
         self.freeze_retry_s = freeze_retry_s
         self.pipeline = BatchPipeline(table)
@@ -213,9 +227,12 @@ class Acquisition:
             members = [
                 self._member(m.id, line, int(m.slave or 1)) for m in self.site.meters_on(gateway.id)
             ]
-            self.groups[gateway.id] = self._group(gateway.id, gateway.kind, members, index, count)
-            for member in members:
-                channels[member.meter_id] = member.channel
+            reader = self._dlt645_reader(gateway) if gateway.protocol == "dlt645" else None
+            group = self._group(gateway.id, gateway.kind, members, index, count, reader)
+            self.groups[gateway.id] = group
+            if reader is None:  # commands speak Modbus: DL/T 645 meters get no channel
+                for member in members:
+                    channels[member.meter_id] = member.channel
         direct = []
         if self.listener is not None:
             for meter in self.site.direct_meters():
@@ -238,11 +255,14 @@ class Acquisition:
     def _polled(self, gateway: Gateway) -> bool:
         if gateway.protocol == "modbus_rtu":
             return True
+        if gateway.protocol == "dlt645" and gateway.kind == "dtu":
+            return True
         meters = len(self.site.meters_on(gateway.id))
         self.unpolled[gateway.id] = meters
         log.warning(
-            "gateway %s speaks %s: its %d meter(s) are not polled yet (no read plan for it)",
+            "gateway %s (%s) speaks %s: its %d meter(s) are not polled (no link for it)",
             gateway.id,
+            gateway.kind,
             gateway.protocol,
             meters,
         )
@@ -279,17 +299,37 @@ class Acquisition:
         row = self.site.meter_row(meter_id)
         return Member(meter_id, row, line, slave, self.profiles[meter_id], meter.pt, meter.ct)
 
+    def _dlt645_reader(self, gateway: Gateway) -> Dlt645Reader:
+        assert self.listener is not None  # DTU gateways are chosen only with the listener
+        meters = self.site.meters_on(gateway.id)
+        return Dlt645Reader(
+            self.listener,
+            gateway.id,
+            self.dlt645_plan,
+            self.table.catalogue,
+            self.tz,
+            {m.id: m.dlt645_address for m in meters},
+            {m.id: m.three_phase for m in meters},
+        )
+
     def _group(
-        self, name: str, kind: str, members: list[Member], index: int, count: int
+        self,
+        name: str,
+        kind: str,
+        members: list[Member],
+        index: int,
+        count: int,
+        dlt645: Dlt645Reader | None = None,
     ) -> PollGroup:
         direct = kind == DIRECT_KIND
         if direct:
-            intervals = {
-                POLL_BLOCK: self.intervals["realtime"],
-                "prepaid": self.intervals["prepaid"],
-            }
+            classes: tuple[str, ...] = (POLL_BLOCK, "prepaid")
+        elif dlt645 is not None:
+            classes = dlt645.plan.classes
         else:
-            intervals = {c: self.intervals[c] for c in ("realtime", "energy", "demand", "prepaid")}
+            classes = ("realtime", "energy", "demand", "prepaid")
+        rows = np.array([m.row for m in members], np.int64).reshape(len(members))
+        intervals = {c: self._class_interval(c, rows) for c in classes}
         return PollGroup(
             name,
             kind,
@@ -301,13 +341,27 @@ class Acquisition:
             intervals=intervals,
             phase=group_phase(index, count) * self.phase_spread,
             freeze_retry_s=self.freeze_retry_s,
-            clock_sync=self.clock_sync,
+            clock_sync=None if dlt645 is not None else self.clock_sync,
             time_setter=self._set_4g_clock if direct else None,
             stale=self._direct_stale if direct else None,
             ready=self._registered(name) if kind == "dtu" else None,
             parallel=DIRECT_PARALLEL if direct else 1,
             startup_window_s=self.startup_window_s,
+            freeze=dlt645 is None,
+            dlt645=dlt645,
         )
+
+    def _class_interval(
+        self, scan_class: str, rows: npt.NDArray[np.int64]
+    ) -> float | npt.NDArray[np.float64]:
+        """One interval when the members agree (or it is overridden), else one per member."""
+        base = "realtime" if scan_class == POLL_BLOCK else scan_class
+        if base in self.overridden:
+            return self.intervals[base]
+        column = self.member_intervals[scan_class][rows]
+        if len(column) and bool((column == column[0]).all()):
+            return float(column[0])
+        return column if len(column) else self.intervals[base]
 
     def _direct_stale(self, rows: npt.NDArray[np.int64], now: float) -> npt.NDArray[np.bool_]:
         """Direct meters to poll: upload overdue, and dialled in once (or the grace is over)."""

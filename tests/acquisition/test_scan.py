@@ -30,10 +30,10 @@ def test_first_tick_fills_every_polled_meter(run: Run, site: Site) -> None:
             within_resolution(h, polled_rtu, REALTIME | ENERGY)
             direct = [m.id for m in site.direct_meters()]
             within_resolution(h, direct, {"u_a": 0.1, "i_a": 0.01, "e_total": 0.01})
-            dlt = [h.row(m.id) for m in site.meters_on("GW002")]
-            assert (h.table.comm[dlt] == CommState.UNKNOWN).all()
+            dlt = [h.row(m.id) for m in site.meters_on("GW002")]  # DL/T 645: test_dlt645_poll
+            assert (h.table.comm[dlt] == CommState.ONLINE).all()
             status = h.acq.status()
-            assert status["meters"]["online"] == len(polled)
-            assert status["meters"]["unpolled"] == 2
+            assert status["meters"]["online"] == len(polled) + len(dlt)
+            assert status["meters"]["unpolled"] == 0
 
     run(main())
