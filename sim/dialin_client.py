@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from abc import ABC, abstractmethod
 from typing import Final
 
 from config.values import Endpoint
@@ -21,7 +22,7 @@ READ_SIZE: Final = 4096
 CONNECT_TIMEOUT_S: Final = 10.0
 
 
-class DialInClient:
+class DialInClient(ABC):
     """One device's connection to the dial-in port, kept up until `stop` or a down fault."""
 
     def __init__(
@@ -55,17 +56,17 @@ class DialInClient:
 
     # -- what subclasses provide -----------------------------------------------------------
 
+    @abstractmethod
     async def greet(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send the registration (and wait for its answer, where there is one)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def heartbeat(self) -> bytes | None:
         """The heartbeat bytes to send after `heartbeat_s` of quiet, or None for none."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def received(self, data: bytes) -> None:
         """Handle bytes from the server; answers go out through `send`."""
-        raise NotImplementedError
 
     # -- the connection ----------------------------------------------------------------------
 

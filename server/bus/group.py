@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast
 
@@ -43,7 +44,7 @@ def next_id(entry_id: bytes | str) -> str:
     return f"{ms}-{seq + 1}"
 
 
-class GroupConsumer:
+class GroupConsumer(ABC):
     """Hands each entry of a stream to `handle`, acknowledging it only once that returns.
 
     An entry whose `handle` raises `Rejected` goes to the dead-letter stream with the
@@ -89,9 +90,9 @@ class GroupConsumer:
         self.lost = 0
         self._next_reclaim = 0.0
 
+    @abstractmethod
     async def handle(self, entry_id: bytes, fields: Fields) -> Sequence[Addition]:
         """Do the work of one entry; return entries to add atomically with its ack."""
-        raise NotImplementedError
 
     async def ensure_group(self) -> None:
         """Create the stream and group when missing; the group starts at the first entry."""
