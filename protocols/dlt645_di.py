@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import NamedTuple, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 from protocols.errors import EncodeError, FrameError, UnknownDataIdentifier
 
@@ -18,6 +18,7 @@ class Kind(Enum):
     MONEY = "money"
     DATETIME = "datetime"
     DAY_HOUR = "day_hour"
+    WORD = "word"  # a binary status word, little-endian, not BCD
 
 
 class DayHour(NamedTuple):
@@ -53,6 +54,19 @@ DEMAND = FieldFormat("XX.XXXX", Kind.NUMBER, 3, 4)
 DEMAND_TIME = FieldFormat("YYMMDDhhmm", Kind.DATETIME, 5)
 SETTLEMENT_DAY = FieldFormat("DDhh", Kind.DAY_HOUR, 2)
 MONEY = FieldFormat("XXXXXX.XX", Kind.MONEY, 4, 2)
+STATUS_WORD = FieldFormat("XXXX", Kind.WORD, 2)
+# The meter clock as BCD digits; the reader splits them (WW: day of week, 0 = Sunday).
+DATE_WEEK = FieldFormat("YYMMDDWW", Kind.NUMBER, 4)
+TIME_OF_DAY = FieldFormat("hhmmss", Kind.NUMBER, 3)
+
+METER_DATE: Final = 0x04000101
+METER_TIME: Final = 0x04000102
+
+RUN_STATUS_3: Final = 0x04000503
+"""Meter run status word 3 (operation): the relay bits below."""
+RELAY_OPEN_BIT: Final = 1 << 4  # relay state: 0 = closed (通), 1 = open (断)
+RELAY_ORDERED_OPEN_BIT: Final = 1 << 6  # relay command state: 1 = a trip is in force
+POWER_PROTECT_BIT: Final = 1 << 12  # 保电 (power protect) in force, Q/GDW 1354-2013
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,8 @@ def _digits(raw: bytes, what: str) -> str:
 
 def decode_field(fmt: FieldFormat, raw: bytes, what: str) -> FieldValue:
     """Decode one field's data bytes (0x33 already removed)."""
+    if fmt.kind is Kind.WORD:
+        return int.from_bytes(raw, "little")
     if fmt.kind is Kind.NUMBER or fmt.kind is Kind.MONEY:
         negative = False
         if fmt.signed and raw[-1] & 0x80:
@@ -112,6 +128,15 @@ def _bcd(number: int, length: int, what: str) -> bytes:
 
 def encode_field(fmt: FieldFormat, value: FieldValue, what: str) -> bytes:
     """Encode one field's value into data bytes (before the +0x33)."""
+    if fmt.kind is Kind.WORD:
+        if (
+            not isinstance(value, Decimal | int)
+            or isinstance(value, bool)
+            or value != int(value)
+            or not 0 <= value < 1 << (8 * fmt.length)
+        ):
+            raise EncodeError(f"{what}: {value!r} is not a {8 * fmt.length}-bit status word")
+        return int(value).to_bytes(fmt.length, "little")
     if fmt.kind is Kind.DATETIME:
         if value is None:
             return bytes(fmt.length)
@@ -248,6 +273,9 @@ def _build_table() -> dict[int, DataItem]:
     items.append(DataItem(0x02800002, "grid frequency", "Hz", (FREQUENCY,)))
     for index in range(1, 4):
         items.append(DataItem(0x04000B00 | index, f"settlement day {index}", "", (SETTLEMENT_DAY,)))
+    items.append(DataItem(METER_DATE, "date and day of week", "", (DATE_WEEK,)))
+    items.append(DataItem(METER_TIME, "time of day", "", (TIME_OF_DAY,)))
+    items.append(DataItem(RUN_STATUS_3, "meter run status word 3", "", (STATUS_WORD,)))
     items.append(DataItem(0x00900200, "remaining money", "fen", (MONEY,)))
     items.append(DataItem(0x00900201, "overdrawn money", "fen", (MONEY,)))
     return {item.di: item for item in items}

@@ -1,5 +1,10 @@
 """Simulated meters answering DL/T 645-2007: reads of the DOMAIN §3 DIs, relay, time, freeze.
 
+Relay control: 1A trips and holds the relay open, 3A (power protect) holds it closed, 1B
+and 3B hand it back to the meter's own logic, which closes it. Run status word 3
+(04000503) reports the relay open (bit 4), a trip in force (bit 6) and power protect in
+force (bit 12); 04000101/04000102 report the meter's date and time.
+
 Values are secondary-side, like the Modbus registers: primary = value × PT × CT (energy,
 power, demand), × PT (voltage) or × CT (current), with PT and CT from the site. Energies
 are the meter's own counters (0.01 kWh), which wrap at 1,000,000 kWh. Parameter writes (14)
@@ -17,7 +22,18 @@ from typing import Final
 import numpy as np
 
 from protocols.dlt645 import BROADCAST, Dlt645Frame, Function
-from protocols.dlt645_di import DI_TABLE, DayHour, FieldValue, Value
+from protocols.dlt645_di import (
+    DI_TABLE,
+    METER_DATE,
+    METER_TIME,
+    POWER_PROTECT_BIT,
+    RELAY_OPEN_BIT,
+    RELAY_ORDERED_OPEN_BIT,
+    RUN_STATUS_3,
+    DayHour,
+    FieldValue,
+    Value,
+)
 from protocols.dlt645_messages import (
     Acknowledgement,
     BroadcastTime,
@@ -156,6 +172,13 @@ class Dlt645Meters:
             return self._number(tags, key, scale, decimals, False)
         if di == 0x02800002:
             return self._number(tags, "f", 1.0, 2, False)
+        if di == RUN_STATUS_3:
+            return self.status_word(row)
+        if di in (METER_DATE, METER_TIME):
+            now = self._meter_time(row)
+            if di == METER_TIME:
+                return Decimal(int(now.strftime("%H%M%S")))
+            return Decimal(int(now.strftime("%y%m%d")) * 100 + (now.weekday() + 1) % 7)
         if high == 0x0400 and tariff == 0x0B:
             return DayHour(FREEZE_DAY, FREEZE_HOUR)
         balance = int(tags["balance_fen"][0])
@@ -164,6 +187,15 @@ class Dlt645Meters:
         if di == 0x00900201:
             return min(max(-balance, 0), MONEY_MAX)
         raise NoData(f"DI {di:08X}")
+
+    def status_word(self, row: int) -> int:
+        """Run status word 3: relay open, a trip in force (1A), power protect in force (3A)."""
+        fleet = self.fleet
+        closed, forced = bool(fleet.closed[row]), bool(fleet.forced[row])
+        word = 0 if closed else RELAY_OPEN_BIT
+        if forced:
+            word |= POWER_PROTECT_BIT if closed else RELAY_ORDERED_OPEN_BIT
+        return word
 
     def _energy(self, row: int, tariff: int, settlement: int) -> Decimal:
         if tariff >= len(TARIFFS):

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from config.profile import RegisterProfile
 from protocols.dialin import DialinListener
+from protocols.dlt645 import Dlt645Frame
 from protocols.modbus_rtu import ReadHoldingRegisters, RegistersReply, WriteMultipleRegisters
 from protocols.modbus_tcp_link import ModbusTcpLink
 
@@ -153,17 +155,50 @@ class LineChannel:
         await self.line.write(self.slave, pdu_address, values)
 
 
+class Dlt645Port(Protocol):
+    """DL/T 645 frames to the meters behind a DTU gateway (`DialinListener` is one)."""
+
+    async def request_dlt645(self, gateway_id: str, frame: Dlt645Frame) -> Dlt645Frame:
+        """One frame to a meter; its normal reply (errors raise LinkError subclasses)."""
+        ...
+
+    async def broadcast_dlt645(self, gateway_id: str, frame: Dlt645Frame) -> None:
+        """A frame without a reply (broadcast time) to every meter behind the gateway."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dlt645Route:
+    """How commands reach a DL/T 645 meter: its gateway, its 12-digit address, the port."""
+
+    meter_id: str
+    gateway_id: str
+    address: str
+    port: Dlt645Port
+
+
 class ChannelDirectory:
-    """The channel and register profile of every polled meter, built by the acquisition service."""
+    """The channel and register profile of every polled meter, built by the acquisition service.
+
+    DL/T 645 meters have no register channel: they have a `Dlt645Route` instead, and
+    `in` / `len` count register channels only.
+    """
 
     def __init__(
-        self, channels: Mapping[str, MeterChannel], profiles: Mapping[str, RegisterProfile]
+        self,
+        channels: Mapping[str, MeterChannel],
+        profiles: Mapping[str, RegisterProfile],
+        dlt645: Mapping[str, Dlt645Route] | None = None,
     ) -> None:
         missing = sorted(set(channels) - set(profiles))
         if missing:
             raise ValueError(f"channel directory: no profile for meter(s) {', '.join(missing[:5])}")
         self._channels = dict(channels)
         self._profiles = dict(profiles)
+        self._dlt645 = dict(dlt645 or {})
+        both = sorted(set(self._channels) & set(self._dlt645))
+        if both:
+            raise ValueError(f"channel directory: meter(s) {', '.join(both[:5])} on both protocols")
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -177,6 +212,10 @@ class ChannelDirectory:
             return self._channels[meter_id]
         except KeyError:
             raise KeyError(f"no channel for meter {meter_id!r} (unknown, or not polled)") from None
+
+    def dlt645_route(self, meter_id: str) -> Dlt645Route | None:
+        """The DL/T 645 route of `meter_id`, or None when it is not a polled DL/T 645 meter."""
+        return self._dlt645.get(meter_id)
 
     def profile(self, meter_id: str) -> RegisterProfile:
         """The register profile of `meter_id`; a `KeyError` names an unknown meter."""

@@ -42,6 +42,7 @@ from protocols.modbus_tcp_link import ModbusTcpLink
 from server.acquisition.channels import (
     DIRECT_SLAVE,
     ChannelDirectory,
+    Dlt645Route,
     DownlinkPort,
     DtuPort,
     LinkPort,
@@ -220,6 +221,7 @@ class Acquisition:
 
     def _build_groups(self) -> None:
         channels: dict[str, MeterChannel] = {}
+        routes: dict[str, Dlt645Route] = {}
         gateways = [g for g in self.site.gateways if self._chosen(g) and self._polled(g)]
         count = len(gateways) + 1
         for index, gateway in enumerate(gateways):
@@ -230,9 +232,13 @@ class Acquisition:
             reader = self._dlt645_reader(gateway) if gateway.protocol == "dlt645" else None
             group = self._group(gateway.id, gateway.kind, members, index, count, reader)
             self.groups[gateway.id] = group
-            if reader is None:  # commands speak Modbus: DL/T 645 meters get no channel
+            if reader is None:
                 for member in members:
                     channels[member.meter_id] = member.channel
+            else:  # DL/T 645 meters get a route for their commands, no register channel
+                assert self.listener is not None
+                for meter_id, address in reader.addresses.items():
+                    routes[meter_id] = Dlt645Route(meter_id, gateway.id, address, self.listener)
         direct = []
         if self.listener is not None:
             for meter in self.site.direct_meters():
@@ -244,7 +250,8 @@ class Acquisition:
             self.groups[DIRECT_GROUP] = group
             for member in direct:
                 channels[member.meter_id] = member.channel
-        self.directory = ChannelDirectory(channels, {m: self.profiles[m] for m in channels})
+        profiles = {m: self.profiles[m] for m in channels}
+        self.directory = ChannelDirectory(channels, profiles, routes)
 
     def _chosen(self, gateway: Gateway) -> bool:
         """Whether this process polls `gateway`: in `polled_gateways`, and reachable from here."""

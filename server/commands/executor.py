@@ -16,6 +16,9 @@ Errors become `ExecutionError`s whose `retryable` says whether trying later can 
 
 Every read-back failure is retryable: the dispatcher then asks again later and never
 writes blind.
+
+A DL/T 645 meter (one with a `Dlt645Route` in the directory) takes its commands through
+`Dlt645Executor` instead: relay control and broadcast time; other kinds are refused.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from protocols.link_errors import LinkError, ModbusException
 from protocols.register_writes import encode_write
 from server.clock import Clock
 from server.commands.dispatch import ExecutionError
+from server.commands.dlt645_executor import Dlt645Executor
 from server.commands.kinds import register_write
 from server.commands.readback import Unconfirmable, read_back
 from server.commands.states import Command
@@ -78,6 +82,7 @@ class ChannelExecutor:
         self.clock = clock
         self.tz = tz
         self.clock_tolerance_s = clock_tolerance_s
+        self.dlt645 = Dlt645Executor(clock_tolerance_s=clock_tolerance_s)
 
     def local_now(self) -> datetime:
         """The meters' wall-clock time now, naive, as a time sync writes it."""
@@ -106,6 +111,15 @@ class ChannelExecutor:
 
     async def execute(self, command: Command) -> None:
         """Write the command's registers to the meter; an `ExecutionError` says why not."""
+        route = self.directory.dlt645_route(command.meter)
+        if route is not None:
+            try:
+                await self.dlt645.execute(command, route, self.local_now())
+            except ExecutionError:
+                raise
+            except Exception as exc:
+                raise self._unexpected(command, "DL/T 645 command", exc) from exc
+            return
         profile, channel = self._route(command)
         _, writes = self._writes(command, profile, self.local_now())
         for address, values in writes:
@@ -119,6 +133,14 @@ class ChannelExecutor:
 
     async def confirm(self, command: Command) -> bool:
         """Read the meter back: whether it shows what the command set (see `readback`)."""
+        route = self.directory.dlt645_route(command.meter)
+        if route is not None:
+            try:
+                return await self.dlt645.confirm(command, route, self.local_now())
+            except ExecutionError:
+                raise
+            except Exception as exc:
+                raise self._unexpected(command, "DL/T 645 read-back", exc) from exc
         profile, channel = self._route(command)
         now = self.local_now()
         write, writes = self._writes(command, profile, now)
