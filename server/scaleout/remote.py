@@ -20,7 +20,7 @@ from typing import Any
 from config.model import Site
 from config.profile import RegisterProfile, load_profile
 from protocols.link_errors import BadReply, LinkDown, LinkError, LinkTimeout, ModbusException
-from server.acquisition.channels import ChannelDirectory, MeterChannel
+from server.acquisition.channels import ChannelDirectory, Dlt645Route, MeterChannel
 from server.bus import Assignment, Command, CommandFailed, CommandSender, Outcome
 
 READ = "read_registers"
@@ -206,6 +206,11 @@ class RemoteDirectory(ChannelDirectory):
         if local is None:
             raise KeyError(f"no channel for meter {meter_id!r} (unknown, or not polled)")
         return local.channel(meter_id)
+
+    def dlt645_route(self, meter_id: str) -> Dlt645Route | None:
+        """DL/T 645 meters sit behind dial-in gateways, which the core itself polls."""
+        local = self.local()
+        return None if local is None else local.dlt645_route(meter_id)
 
     def profile(self, meter_id: str) -> RegisterProfile:
         """The register profile of `meter_id`; a `KeyError` names an unknown meter."""
