@@ -12,21 +12,17 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg2
-from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from bench.runner import Metric, ratio
 from config.catalogue import default_catalogue
 from historian.copy_rows import CopyBlock, ReadingEncoder
+from historian.databases import scratch_database
 from historian.ingest import Ingest, Staging, connect
-from historian.migrate import migrate
 from historian.schema import prepare
 from historian.writer import HistorianWriter
 from server.clock import SystemClock
@@ -39,37 +35,6 @@ DB_URL = os.environ.get(
 METERS = 5_407
 BATCHES = 40
 SAMPLE_ROWS = 20_000
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """A fresh database at `url` with TimescaleDB (when available), migrated, then dropped."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=5)
-    admin.autocommit = True
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    try:
-        with admin.cursor() as cur:
-            cur.execute(drop)
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-            timescale = cur.fetchone() is not None
-        conn = psycopg2.connect(url, connect_timeout=5)
-        try:
-            if timescale:
-                conn.autocommit = True
-                with conn.cursor() as cur:
-                    cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                conn.autocommit = False
-            migrate(conn)
-        finally:
-            conn.close()
-        yield url
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(drop)
-        admin.close()
 
 
 def _park() -> TagTable:

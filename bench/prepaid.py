@@ -15,11 +15,8 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
@@ -28,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from psycopg2 import sql
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -37,7 +33,7 @@ from tornado.web import Application
 from bench.runner import Metric, ratio
 from config import Site, load_site
 from config.demo_keys import merchant_key_files, write_merchant_keys
-from historian.migrate import migrate
+from historian.databases import scratch_database
 from server.clock import SystemClock
 from server.prepaid.ledger import Ledger
 from server.prepaid.payments import PaymentOrders, SettlementWorkers, callback_routes
@@ -52,36 +48,6 @@ WORKERS = 8
 METER = "G0001"
 MERCHANT = "M1"
 AMOUNT_FEN = 5_000
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """A fresh, migrated database at `url`, dropped afterwards."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=5)
-    admin.autocommit = True
-
-    def drop() -> None:
-        """Drop the scratch database if it exists."""
-        with admin.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-    try:
-        drop()
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        conn = psycopg2.connect(url, connect_timeout=5)
-        try:
-            migrate(conn)
-        finally:
-            conn.close()
-        yield url
-        drop()
-    finally:
-        admin.close()
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,14 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
 import pytest
 import redis
 from hypothesis import settings
-from psycopg2 import sql
 
-from historian.migrate import migrate
+from historian.databases import create_database
 
 pytest_plugins = ["pytester"]
 
@@ -88,30 +86,7 @@ def run() -> Callable[[Awaitable[T]], T]:
 @pytest.fixture(scope="session")
 def db_url() -> str:
     """The test database, created afresh (with TimescaleDB when installed) and migrated."""
-    parts = urlsplit(TEST_DB_URL)
-    name = parts.path.lstrip("/")
-    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=5)
-    try:
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-            timescale = cur.fetchone() is not None
-    finally:
-        admin.close()
-    conn = psycopg2.connect(TEST_DB_URL, connect_timeout=5)
-    try:
-        if timescale:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            conn.autocommit = False
-        migrate(conn)
-    finally:
-        conn.close()
+    create_database(TEST_DB_URL)
     return TEST_DB_URL
 
 

@@ -8,9 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import psycopg2
 import pytest
-from psycopg2 import sql
 
-from historian.migrate import migrate
+from historian.databases import create_database
 from server.clock import ManualClock
 from server.tags import TagTable
 from tests.conftest import TEST_DB_URL
@@ -29,23 +28,7 @@ def _plain_url() -> str:
 def plain_db_url() -> str:
     """A migrated scratch database WITHOUT the timescaledb extension."""
     url = _plain_url()
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=5)
-    try:
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        admin.close()
-    conn = psycopg2.connect(url, connect_timeout=5)
-    try:
-        migrate(conn)
-    finally:
-        conn.close()
+    create_database(url, timescale=False)
     return url
 
 
